@@ -1,0 +1,781 @@
+// Package emcache is an in-process cache with memcached's semantics that can
+// also serve the memcached protocols over TCP.
+//
+// Items live in large byte arenas indexed by pointer-free hash tables, so the
+// garbage collector does no work per item, and memory is bounded by bytes as
+// with memcached's -m. Eviction follows S3-FIFO: new items enter a small FIFO
+// ring, items read again there are promoted to a main ring managed as CLOCK,
+// and keys evicted from the small ring unread are remembered in a ghost table
+// so that their next store goes straight to the main ring.
+package emcache
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Error is the type of the constant errors returned by the cache.
+type Error string
+
+func (e Error) Error() string { return string(e) }
+
+// Errors returned by [Cache] methods; compare with errors.Is.
+const (
+	// ErrNotFound: no live item has the key.
+	ErrNotFound = Error("emcache: key not found")
+	// ErrExists: CompareAndSwap's CAS did not match the item's (it changed).
+	ErrExists = Error("emcache: item modified since it was read (CAS mismatch)")
+	// ErrNotStored: Add found the key, or Replace, Append or Prepend did not.
+	ErrNotStored = Error("emcache: item not stored")
+	// ErrTooLarge: the item exceeds Config.MaxItemSize.
+	ErrTooLarge = Error("emcache: item larger than the maximum item size")
+	// ErrKeyInvalid: the key is empty or longer than MaxKeyLen.
+	ErrKeyInvalid = Error("emcache: key must be 1 to 250 bytes")
+	// ErrNotNumeric: Incr or Decr on a value that is not a decimal uint64.
+	ErrNotNumeric = Error("emcache: value is not a decimal 64-bit unsigned integer")
+	// ErrNoMemory: no room could be made (Config.NoEvict).
+	ErrNoMemory = Error("emcache: out of memory storing item")
+	// ErrClosed: the cache was closed.
+	ErrClosed = Error("emcache: cache is closed")
+)
+
+// MaxKeyLen is the longest key memcached accepts.
+const MaxKeyLen = 250
+
+// ItemOverhead is the arena bytes an item uses beyond its key and value; an
+// item's size for MaxItemSize is ItemOverhead + len(key) + len(value).
+const ItemOverhead = headerSize
+
+// Defaults and limits of [Config].
+const (
+	DefaultMaxBytes    = 64 << 20 // memcached -m 64
+	DefaultMaxItemSize = 1 << 20  // memcached -I 1m
+	MinMaxItemSize     = 1024     // memcached refuses -I below 1 KiB
+
+	// maxShards bounds the shard count; the CAS low bits carry the shard id.
+	maxShards = 256
+	// minShardSize keeps every shard able to hold several largest items, so
+	// S3-FIFO's rings work and one huge item never evicts a whole shard.
+	minShardItems = 4
+	// maxShardSize keeps arena offsets within the index slot's 32 bits.
+	maxShardSize = math.MaxUint32 - 1
+)
+
+// relativeExptimeMax is memcached's REALTIME_MAXDELTA: larger exptimes are
+// absolute Unix times.
+const relativeExptimeMax = 60 * 60 * 24 * 30
+
+// crawlInterval and crawlSlots pace the background reclaim of expired items.
+const (
+	crawlInterval = time.Second
+	crawlSlots    = 1 << 14
+)
+
+// Config configures a [Cache]. The zero value gives memcached's defaults.
+type Config struct {
+	// MaxBytes bounds the arena memory for keys, values and item headers
+	// (memcached's -m). The index is extra: about 11 bytes per item.
+	// Default DefaultMaxBytes.
+	MaxBytes int64
+	// MaxItemSize bounds one item, header and key included (-I).
+	// Default DefaultMaxItemSize; at least MinMaxItemSize, at most MaxBytes/2.
+	MaxItemSize int
+	// NoEvict makes stores fail with ErrNoMemory instead of evicting (-M).
+	NoEvict bool
+	// NoCAS disables CAS values: they read as 0 (-C).
+	NoCAS bool
+	// Now is the clock, for tests; nil means time.Now. Expiry has one-second
+	// resolution, like memcached's.
+	Now func() time.Time
+}
+
+// Item is what a retrieval returns.
+type Item struct {
+	// Value is the item's data.
+	Value []byte
+	// Flags are the opaque client flags stored with the item.
+	Flags uint32
+	// Exptime is when the item expires, in Unix seconds; 0 means never.
+	Exptime int64
+	// CAS identifies this version of the item for CompareAndSwap; 0 with
+	// Config.NoCAS.
+	CAS uint64
+}
+
+// Stats are the cache's counters, named after memcached's `stats` fields.
+type Stats struct {
+	CurrItems        uint64 // curr_items
+	TotalItems       uint64 // total_items
+	Bytes            uint64 // bytes
+	LimitMaxbytes    uint64 // limit_maxbytes
+	Evictions        uint64 // evictions
+	ExpiredUnfetched uint64 // expired_unfetched
+	EvictedUnfetched uint64 // evicted_unfetched
+	Reclaimed        uint64 // reclaimed
+	CrawlerReclaimed uint64 // crawler_reclaimed
+	GetHits          uint64 // get_hits
+	GetMisses        uint64 // get_misses
+	GetExpired       uint64 // get_expired
+	GetFlushed       uint64 // get_flushed
+	CmdGet           uint64 // cmd_get
+	CmdSet           uint64 // cmd_set
+	CmdTouch         uint64 // cmd_touch
+	CmdFlush         uint64 // cmd_flush
+	CasMisses        uint64 // cas_misses
+	CasHits          uint64 // cas_hits
+	CasBadval        uint64 // cas_badval
+	IncrMisses       uint64 // incr_misses
+	IncrHits         uint64 // incr_hits
+	DecrMisses       uint64 // decr_misses
+	DecrHits         uint64 // decr_hits
+	DeleteMisses     uint64 // delete_misses
+	DeleteHits       uint64 // delete_hits
+	TouchHits        uint64 // touch_hits
+	TouchMisses      uint64 // touch_misses
+	StoreTooLarge    uint64 // store_too_large
+	StoreNoMemory    uint64 // store_no_memory
+}
+
+// Cache is a memory-bounded key-value cache with memcached's semantics. It is
+// safe for concurrent use.
+type Cache struct {
+	shards      []*shard
+	shardMask   uint64
+	maxBytes    atomic.Int64
+	maxItemSize int
+	noCAS       bool
+	now         func() time.Time
+
+	// flushAt is a pending delayed flush_all, in Unix seconds (0 = none).
+	flushAt  atomic.Int64
+	cmdFlush atomic.Uint64
+	// resizeMu serialises SetMaxBytes.
+	resizeMu sync.Mutex
+
+	stop      chan struct{}
+	stopOnce  sync.Once
+	crawlDone chan struct{}
+}
+
+// New returns a cache configured by cfg, with its background reclaimer
+// running until Close.
+func New(cfg Config) (*Cache, error) {
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxItemSize == 0 {
+		cfg.MaxItemSize = DefaultMaxItemSize
+		if int64(cfg.MaxItemSize) > cfg.MaxBytes/2 {
+			cfg.MaxItemSize = int(cfg.MaxBytes / 2)
+		}
+	}
+	switch {
+	case cfg.MaxBytes < 2*MinMaxItemSize:
+		return nil, fmt.Errorf("emcache: MaxBytes %d is below the minimum of %d", cfg.MaxBytes, 2*MinMaxItemSize)
+	case cfg.MaxItemSize < MinMaxItemSize:
+		return nil, fmt.Errorf("emcache: MaxItemSize %d is below the minimum of %d", cfg.MaxItemSize, MinMaxItemSize)
+	case int64(cfg.MaxItemSize) > cfg.MaxBytes/2:
+		return nil, fmt.Errorf("emcache: MaxItemSize %d is above half of MaxBytes (%d)", cfg.MaxItemSize, cfg.MaxBytes)
+	}
+	n := shardCount(cfg.MaxBytes, cfg.MaxItemSize)
+	if cfg.MaxBytes/int64(n) > maxShardSize {
+		return nil, fmt.Errorf("emcache: MaxBytes %d is above the maximum of %d", cfg.MaxBytes, int64(maxShards)*maxShardSize)
+	}
+	c := &Cache{
+		shards:      make([]*shard, n),
+		shardMask:   uint64(n - 1),
+		maxItemSize: cfg.MaxItemSize,
+		noCAS:       cfg.NoCAS,
+		now:         cfg.Now,
+		stop:        make(chan struct{}),
+		crawlDone:   make(chan struct{}),
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.maxBytes.Store(cfg.MaxBytes)
+	shift := uint(bits.TrailingZeros(uint(n)))
+	for i := range c.shards {
+		c.shards[i] = newShard(uint64(i), shift, uint64(cfg.MaxBytes/int64(n)), cfg.NoEvict)
+	}
+	go c.crawler()
+	return c, nil
+}
+
+// shardCount picks the largest power of two, up to maxShards, that leaves
+// every shard room for minShardItems of the largest items.
+func shardCount(maxBytes int64, maxItemSize int) int {
+	n := 1
+	for n < maxShards && maxBytes/int64(2*n) >= int64(minShardItems*maxItemSize) {
+		n *= 2
+	}
+	return n
+}
+
+// Close stops the background reclaimer. The cache stays usable; expired
+// items are then reclaimed only when reached.
+func (c *Cache) Close() error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.crawlDone
+	return nil
+}
+
+func (c *Cache) crawler() {
+	defer close(c.crawlDone)
+	t := time.NewTicker(crawlInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		now := c.clock()
+		for _, s := range c.shards {
+			s.mu.Lock()
+			s.crawl(crawlSlots, now)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// clock returns the current Unix second, first running a delayed flush_all
+// whose time has come.
+func (c *Cache) clock() uint32 {
+	now := c.now().Unix()
+	if at := c.flushAt.Load(); at != 0 && now >= at && c.flushAt.CompareAndSwap(at, 0) {
+		c.flushNow()
+	}
+	return uint32(now)
+}
+
+// expiry converts a memcached exptime to an absolute Unix second.
+func expiry(exptime int64, now uint32) uint32 {
+	switch {
+	case exptime == 0:
+		return 0
+	case exptime < 0:
+		return 1 // long past
+	case exptime <= relativeExptimeMax:
+		return now + uint32(exptime)
+	case exptime >= math.MaxUint32:
+		return math.MaxUint32
+	default:
+		return uint32(exptime)
+	}
+}
+
+func checkKey(key []byte) error {
+	if len(key) == 0 || len(key) > MaxKeyLen {
+		return ErrKeyInvalid
+	}
+	return nil
+}
+
+func (c *Cache) shardFor(h uint64) *shard { return c.shards[h&c.shardMask] }
+
+func (c *Cache) casOut(cas uint64) uint64 {
+	if c.noCAS {
+		return 0
+	}
+	return cas
+}
+
+func (c *Cache) item(s *shard, off uint64, value []byte) Item {
+	return Item{Value: value, Flags: s.flags(off), Exptime: int64(s.expiry(off)), CAS: c.casOut(s.cas(off))}
+}
+
+// view is the zero-copy read path of the protocol: on a hit it calls fn with
+// the value under the shard lock (fn must neither retain value nor call the
+// cache) and returns true. With touch it first sets the expiry, as gat does.
+func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte, flags uint32, cas uint64)) bool {
+	if checkKey(key) != nil {
+		return false
+	}
+	h := xxhash.Sum64(key)
+	s := c.shardFor(h)
+	now := c.clock()
+	s.mu.Lock()
+	_, off, ok := s.get(key, h, now, touch, exptime)
+	if ok {
+		fn(s.value(off), s.flags(off), c.casOut(s.cas(off)))
+	}
+	s.mu.Unlock()
+	return ok
+}
+
+// get looks up key for a read and counts it; with touch it also sets the
+// expiry.
+func (s *shard) get(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, uint64, bool) {
+	if touch {
+		s.st.cmdTouch++
+	}
+	s.st.cmdGet++
+	slot, off, ok, wasExpired := s.lookupExpired(key, h, now)
+	if wasExpired {
+		s.st.getExpired++
+	}
+	if !ok {
+		if touch {
+			s.st.touchMisses++
+		}
+		s.st.getMisses++
+		return slot, 0, false
+	}
+	if touch {
+		s.st.touchHits++
+		s.setExpiry(off, expiry(exptime, now))
+	}
+	s.st.getHits++
+	s.touchRead(off, now)
+	return slot, off, true
+}
+
+// Get returns a copy of the item stored under key, or ErrNotFound.
+func (c *Cache) Get(key []byte) (Item, error) {
+	_, it, err := c.GetAppend(nil, key)
+	return it, err
+}
+
+// GetAppend appends the value stored under key to dst and returns the
+// extended slice and the item, whose Value aliases the appended bytes. A hit
+// allocates nothing when dst has room.
+func (c *Cache) GetAppend(dst, key []byte) ([]byte, Item, error) {
+	return c.getAppend(dst, key, false, 0)
+}
+
+// GetAndTouch returns the item under key after setting its expiration to
+// exptime (memcached's gat).
+func (c *Cache) GetAndTouch(key []byte, exptime int64) (Item, error) {
+	_, it, err := c.getAppend(nil, key, true, exptime)
+	return it, err
+}
+
+func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, Item, error) {
+	if err := checkKey(key); err != nil {
+		return dst, Item{}, err
+	}
+	h := xxhash.Sum64(key)
+	s := c.shardFor(h)
+	now := c.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, off, ok := s.get(key, h, now, touch, exptime)
+	if !ok {
+		return dst, Item{}, ErrNotFound
+	}
+	v := s.value(off)
+	if dst == nil {
+		dst = make([]byte, 0, len(v))
+	}
+	n := len(dst)
+	dst = append(dst, v...)
+	return dst, c.item(s, off, dst[n:len(dst):len(dst)]), nil
+}
+
+// GetMulti returns the items found among keys, keyed by string(key).
+func (c *Cache) GetMulti(keys [][]byte) map[string]Item {
+	found := make(map[string]Item, len(keys))
+	for _, k := range keys {
+		if it, err := c.Get(k); err == nil {
+			found[string(k)] = it
+		}
+	}
+	return found
+}
+
+// storeMode selects the semantics of one of memcached's storage commands.
+type storeMode uint8
+
+const (
+	modeSet storeMode = iota
+	modeAdd
+	modeReplace
+	modeAppend
+	modePrepend
+	modeCAS
+)
+
+// Set stores value under key unconditionally and returns its new CAS.
+// exptime follows memcached: 0 never expires, up to 30 days is relative
+// seconds, larger is an absolute Unix time, negative is already expired.
+// When the item is too large or cannot be stored, any old item under key is
+// removed, as memcached does.
+func (c *Cache) Set(key, value []byte, flags uint32, exptime int64) (uint64, error) {
+	return c.store(modeSet, key, value, flags, exptime, 0)
+}
+
+// Add stores value only if key holds no live item, else ErrNotStored.
+func (c *Cache) Add(key, value []byte, flags uint32, exptime int64) (uint64, error) {
+	return c.store(modeAdd, key, value, flags, exptime, 0)
+}
+
+// Replace stores value only if key holds a live item, else ErrNotStored.
+func (c *Cache) Replace(key, value []byte, flags uint32, exptime int64) (uint64, error) {
+	return c.store(modeReplace, key, value, flags, exptime, 0)
+}
+
+// Append adds value after the existing item's data, keeping its flags and
+// expiration; ErrNotStored if key holds no live item.
+func (c *Cache) Append(key, value []byte) (uint64, error) {
+	return c.store(modeAppend, key, value, 0, 0, 0)
+}
+
+// Prepend adds value before the existing item's data, keeping its flags and
+// expiration; ErrNotStored if key holds no live item.
+func (c *Cache) Prepend(key, value []byte) (uint64, error) {
+	return c.store(modePrepend, key, value, 0, 0, 0)
+}
+
+// CompareAndSwap stores value only if the item's CAS still equals cas:
+// ErrNotFound if there is no item, ErrExists if it changed since read.
+func (c *Cache) CompareAndSwap(key, value []byte, flags uint32, exptime int64, cas uint64) (uint64, error) {
+	return c.store(modeCAS, key, value, flags, exptime, cas)
+}
+
+func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime int64, cas uint64) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	h := xxhash.Sum64(key)
+	s := c.shardFor(h)
+	now := c.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.cmdSet++
+	slot, off, found := s.lookup(key, h, now)
+	switch mode {
+	case modeAdd:
+		if found {
+			s.touchRead(off, now) // memcached bumps an item a failed add hit
+			return 0, ErrNotStored
+		}
+	case modeReplace, modeAppend, modePrepend:
+		if !found {
+			return 0, ErrNotStored
+		}
+	case modeCAS:
+		if !found {
+			s.st.casMisses++
+			return 0, ErrNotFound
+		}
+		if c.casOut(s.cas(off)) != cas {
+			s.st.casBadval++
+			return 0, ErrExists
+		}
+		s.st.casHits++
+	}
+	valLen := len(value)
+	if mode == modeAppend || mode == modePrepend {
+		valLen += int(s.valLen(off))
+	}
+	size := headerSize + len(key) + valLen
+	if size > c.maxItemSize {
+		s.st.storeTooLarge++
+		if found && mode == modeSet {
+			s.unlink(slot)
+		}
+		return 0, ErrTooLarge
+	}
+	var bits byte
+	if found {
+		bits = s.bits(off) & freqMask
+	}
+	oldInMain := found && off >= s.main.base
+	dst, ok := s.place(uint64(size), h, oldInMain, now)
+	if !ok {
+		s.st.storeNoMemory++
+		if slot, found := s.find(key, h); found && mode == modeSet {
+			s.unlink(slot)
+		}
+		return 0, ErrNoMemory
+	}
+	// Making room may have evicted or moved the old item: look again.
+	slot, off, found = s.lookup(key, h, now)
+	if !found && (mode == modeAppend || mode == modePrepend) {
+		s.hole(dst, uint64(size))
+		return 0, ErrNotStored
+	}
+	exp := expiry(exptime, now)
+	if mode == modeAppend || mode == modePrepend {
+		flags, exp = s.flags(off), s.expiry(off)
+	}
+	newCAS := s.nextCAS()
+	v := s.write(dst, key, valLen, flags, exp, now, newCAS, bits)
+	switch mode {
+	case modeAppend:
+		copy(v[copy(v, s.value(off)):], value)
+	case modePrepend:
+		copy(v[copy(v, value):], s.value(off))
+	default:
+		copy(v, value)
+	}
+	s.link(key, h, slot, found, dst)
+	s.st.totalItems++
+	return c.casOut(newCAS), nil
+}
+
+// link points the index at a freshly written record, replacing the old one
+// in slot if found.
+func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) {
+	if found {
+		s.bytes -= s.size(slotOff(s.slots[slot]))
+		s.slots[slot] = s.slots[slot]&^0xffffffff | (off + 1)
+	} else {
+		s.insert(key, h, off)
+	}
+	s.bytes += s.size(off)
+}
+
+// Delete removes the item under key, or returns ErrNotFound.
+func (c *Cache) Delete(key []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	h := xxhash.Sum64(key)
+	s := c.shardFor(h)
+	now := c.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot, _, ok := s.lookup(key, h, now)
+	if !ok {
+		s.st.deleteMisses++
+		return ErrNotFound
+	}
+	s.st.deleteHits++
+	s.unlink(slot)
+	return nil
+}
+
+// Touch sets the expiration of the item under key, or returns ErrNotFound.
+func (c *Cache) Touch(key []byte, exptime int64) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	h := xxhash.Sum64(key)
+	s := c.shardFor(h)
+	now := c.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.cmdTouch++
+	_, off, ok := s.lookup(key, h, now)
+	if !ok {
+		s.st.touchMisses++
+		return ErrNotFound
+	}
+	s.st.touchHits++
+	s.setExpiry(off, expiry(exptime, now))
+	s.touchRead(off, now)
+	return nil
+}
+
+// Incr adds delta to the decimal number stored under key, wrapping at 2^64,
+// and returns the result. ErrNotFound if absent, ErrNotNumeric if the value
+// is not a decimal uint64.
+func (c *Cache) Incr(key []byte, delta uint64) (uint64, error) {
+	return c.addDelta(key, delta, true)
+}
+
+// Decr subtracts delta from the decimal number stored under key, stopping at
+// zero, and returns the result. Like memcached, a result with fewer digits is
+// stored space-padded to the old length.
+func (c *Cache) Decr(key []byte, delta uint64) (uint64, error) {
+	return c.addDelta(key, delta, false)
+}
+
+func (c *Cache) addDelta(key []byte, delta uint64, incr bool) (uint64, error) {
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	h := xxhash.Sum64(key)
+	s := c.shardFor(h)
+	now := c.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, off, ok := s.lookup(key, h, now)
+	if !ok {
+		if incr {
+			s.st.incrMisses++
+		} else {
+			s.st.decrMisses++
+		}
+		return 0, ErrNotFound
+	}
+	n, ok := parseUint(s.value(off))
+	if !ok {
+		return 0, ErrNotNumeric
+	}
+	if incr {
+		s.st.incrHits++
+		n += delta
+	} else {
+		s.st.decrHits++
+		n -= min(n, delta)
+	}
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], n, 10)
+	old := s.value(off)
+	if len(d) <= len(old) {
+		// In place, as memcached does when the number still fits.
+		copy(old[copy(old, d):], spaces[:len(old)-len(d)])
+		s.setCAS(off, s.nextCAS())
+		s.touchRead(off, now)
+		return n, nil
+	}
+	size := uint64(headerSize + len(key) + len(d))
+	dst, ok := s.place(size, h, off >= s.main.base, now)
+	if !ok {
+		s.st.storeNoMemory++
+		return 0, ErrNoMemory
+	}
+	slot, off, found := s.lookup(key, h, now)
+	if !found {
+		// Evicted while making room: memcached would have stored the
+		// result as a new item, and so do we.
+		copy(s.write(dst, key, len(d), 0, 0, now, s.nextCAS(), 0), d)
+	} else {
+		copy(s.write(dst, key, len(d), s.flags(off), s.expiry(off), now, s.nextCAS(), s.bits(off)&freqMask), d)
+	}
+	s.link(key, h, slot, found, dst)
+	return n, nil
+}
+
+// spaces pads numbers rewritten in place; 20 is the most digits of a uint64.
+var spaces = []byte("                    ")
+
+// parseUint parses a value as memcached's strtoull does for incr/decr:
+// leading spaces allowed, then decimal digits, then optional trailing spaces
+// (left by an earlier in-place decrement) or CRLF.
+func parseUint(b []byte) (uint64, bool) {
+	i := 0
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	start := i
+	var n uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		d := uint64(b[i] - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if i == start {
+		return 0, false
+	}
+	for ; i < len(b); i++ {
+		if b[i] != ' ' && b[i] != '\r' && b[i] != '\n' {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// FlushAll invalidates every item stored before now+delay; with delay <= 0
+// it drops all items at once and frees their memory.
+func (c *Cache) FlushAll(delay time.Duration) {
+	c.cmdFlush.Add(1)
+	if delay <= 0 {
+		c.flushAt.Store(0)
+		c.flushNow()
+		return
+	}
+	secs := int64((delay + time.Second - 1) / time.Second)
+	c.flushAt.Store(c.now().Unix() + secs)
+}
+
+func (c *Cache) flushNow() {
+	for _, s := range c.shards {
+		s.mu.Lock()
+		s.clear()
+		s.mu.Unlock()
+	}
+}
+
+// Stats returns the cache's counters summed over its shards.
+func (c *Cache) Stats() Stats {
+	st := Stats{LimitMaxbytes: uint64(c.maxBytes.Load()), CmdFlush: c.cmdFlush.Load()}
+	for _, s := range c.shards {
+		s.mu.Lock()
+		st.CurrItems += s.count
+		st.Bytes += s.bytes
+		x := s.st
+		s.mu.Unlock()
+		st.TotalItems += x.totalItems
+		st.Evictions += x.evictions
+		st.ExpiredUnfetched += x.expiredUnfetched
+		st.EvictedUnfetched += x.evictedUnfetched
+		st.Reclaimed += x.reclaimed
+		st.CrawlerReclaimed += x.crawlerReclaimed
+		st.GetHits += x.getHits
+		st.GetMisses += x.getMisses
+		st.GetExpired += x.getExpired
+		st.CmdGet += x.cmdGet
+		st.CmdSet += x.cmdSet
+		st.CmdTouch += x.cmdTouch
+		st.CasMisses += x.casMisses
+		st.CasHits += x.casHits
+		st.CasBadval += x.casBadval
+		st.IncrMisses += x.incrMisses
+		st.IncrHits += x.incrHits
+		st.DecrMisses += x.decrMisses
+		st.DecrHits += x.decrHits
+		st.DeleteMisses += x.deleteMisses
+		st.DeleteHits += x.deleteHits
+		st.TouchHits += x.touchHits
+		st.TouchMisses += x.touchMisses
+		st.StoreTooLarge += x.storeTooLarge
+		st.StoreNoMemory += x.storeNoMemory
+	}
+	return st
+}
+
+// ResetStats zeroes the counters that memcached's `stats reset` zeroes; item
+// counts and byte totals are kept.
+func (c *Cache) ResetStats() {
+	c.cmdFlush.Store(0)
+	for _, s := range c.shards {
+		s.mu.Lock()
+		s.st = counters{}
+		s.mu.Unlock()
+	}
+}
+
+// MaxBytes returns the arena memory limit.
+func (c *Cache) MaxBytes() int64 { return c.maxBytes.Load() }
+
+// MaxItemSize returns the largest item the cache stores, header included.
+func (c *Cache) MaxItemSize() int { return c.maxItemSize }
+
+// ErrMaxBytes is returned by SetMaxBytes for a limit that cannot hold the
+// configured largest item in every shard.
+var ErrMaxBytes = errors.New("emcache: memory limit too small for the maximum item size")
+
+// SetMaxBytes changes the memory limit at run time (memcached's
+// cache_memlimit). Items are moved into new arenas; when shrinking, the
+// oldest are evicted. The shard count is fixed at New, so the limit must
+// leave each shard room for a few largest items.
+func (c *Cache) SetMaxBytes(n int64) error {
+	per := n / int64(len(c.shards))
+	if per < int64(minShardItems*c.maxItemSize) || per > maxShardSize {
+		return ErrMaxBytes
+	}
+	c.resizeMu.Lock()
+	defer c.resizeMu.Unlock()
+	now := c.clock()
+	for _, s := range c.shards {
+		s.mu.Lock()
+		s.rebuild(uint64(per), now)
+		s.mu.Unlock()
+	}
+	c.maxBytes.Store(n)
+	return nil
+}

@@ -1,0 +1,546 @@
+package emcache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// An item is stored in a shard's arena as one record:
+//
+//	[0]      key length (0 marks a hole: padding or an abandoned allocation)
+//	[1]      bits: frequency (2 bits), fetched, stale, win-token-given
+//	[2:6]    value length
+//	[6:10]   client flags
+//	[10:14]  expiry, Unix seconds (0 = never)
+//	[14:18]  last access, Unix seconds
+//	[18:26]  CAS
+//	[26:]    key, then value
+//
+// A hole's value-length field holds the number of bytes to skip after its
+// header. The last bytes of a ring too short for a header are skipped
+// implicitly.
+const (
+	offBits    = 1
+	offValLen  = 2
+	offFlags   = 6
+	offExpiry  = 10
+	offAccess  = 14
+	offCAS     = 18
+	headerSize = 26
+)
+
+const (
+	freqMask   = 0x03 // S3-FIFO's 2-bit access counter
+	bitFetched = 0x04 // read at least once (memcached's ITEM_FETCHED)
+	bitStale   = 0x08 // marked stale by meta invalidation
+	bitWon     = 0x10 // a recache win token was handed out
+)
+
+// moveBudget bounds how many live items one allocation may move (reinsert or
+// promote) before it evicts regardless of access bits, so the latency of a
+// store stays bounded even when every item was recently read.
+const moveBudget = 32
+
+// noEvictMoveBudget is moveBudget for caches that never evict.
+const noEvictMoveBudget = 1024
+
+// smallRingPercent is S3-FIFO's small-queue share: new items enter a small
+// FIFO and only those read again while in it are promoted to the main ring,
+// which keeps one-hit wonders (scans) from flushing the working set.
+const smallRingPercent = 10
+
+// maxLoadNum/maxLoadDen is the index's maximum load factor before doubling;
+// linear probing stays short below 3/4.
+const (
+	maxLoadNum = 3
+	maxLoadDen = 4
+)
+
+var le = binary.LittleEndian
+
+// ring is a circular log inside a shard's arena. Positions are logical
+// (monotonic); the physical offset is base + pos%size.
+type ring struct {
+	base, size uint64
+	head, tail uint64
+}
+
+func (r *ring) free() uint64           { return r.size - (r.head - r.tail) }
+func (r *ring) phys(pos uint64) uint64 { return r.base + pos%r.size }
+
+// shard owns one part of the key space: an arena split into S3-FIFO's small
+// and main rings, and an open-addressing index of pointer-free slots.
+type shard struct {
+	mu sync.Mutex
+
+	buf         []byte
+	small, main ring
+
+	// slots hold tag<<32 | (arena offset+1); 0 is empty. The tag is the high
+	// half of the key's hash and also picks the home slot, so the table can
+	// grow without reading keys.
+	slots []uint64
+	mask  uint64
+	count uint64 // live items
+	bytes uint64 // arena bytes held by live items
+
+	// ghost remembers tags of items evicted from the small ring without a
+	// second access; a store of such a key goes straight to the main ring.
+	ghost []uint32
+
+	id       uint64 // shard index, the low bits of every CAS it hands out
+	casShift uint
+	casSeq   uint64
+
+	noEvict bool
+	st      counters
+	cursor  uint64 // crawler position in slots
+
+	_ [64]byte // keep neighbouring shards' locks off this cache line
+}
+
+// counters are kept per shard, under its lock, and summed by Stats, so the
+// hot path touches no shared cache line.
+type counters struct {
+	totalItems, evictions, expiredUnfetched, evictedUnfetched uint64
+	reclaimed, crawlerReclaimed                               uint64
+	getHits, getMisses, getExpired, cmdGet, cmdSet, cmdTouch  uint64
+	casMisses, casHits, casBadval                             uint64
+	incrMisses, incrHits, decrMisses, decrHits                uint64
+	deleteMisses, deleteHits, touchHits, touchMisses          uint64
+	storeTooLarge, storeNoMemory                              uint64
+}
+
+func newShard(id uint64, casShift uint, capacity uint64, noEvict bool) *shard {
+	s := &shard{id: id, casShift: casShift, noEvict: noEvict}
+	s.setArena(make([]byte, capacity))
+	s.slots = make([]uint64, 1024)
+	s.mask = uint64(len(s.slots) - 1)
+	s.ghost = make([]uint32, len(s.slots))
+	return s
+}
+
+func (s *shard) setArena(buf []byte) {
+	s.buf = buf
+	smallSize := uint64(len(buf)) * smallRingPercent / 100
+	s.small = ring{base: 0, size: smallSize}
+	s.main = ring{base: smallSize, size: uint64(len(buf)) - smallSize}
+}
+
+func (s *shard) nextCAS() uint64 {
+	s.casSeq++
+	return s.casSeq<<s.casShift | s.id
+}
+
+// record accessors; off is a record's arena offset.
+
+func (s *shard) keyLen(off uint64) uint64 { return uint64(s.buf[off]) }
+func (s *shard) valLen(off uint64) uint64 { return uint64(le.Uint32(s.buf[off+offValLen:])) }
+func (s *shard) size(off uint64) uint64   { return headerSize + s.keyLen(off) + s.valLen(off) }
+func (s *shard) key(off uint64) []byte    { return s.buf[off+headerSize : off+headerSize+s.keyLen(off)] }
+func (s *shard) value(off uint64) []byte {
+	start := off + headerSize + s.keyLen(off)
+	return s.buf[start : start+s.valLen(off)]
+}
+func (s *shard) flags(off uint64) uint32  { return le.Uint32(s.buf[off+offFlags:]) }
+func (s *shard) expiry(off uint64) uint32 { return le.Uint32(s.buf[off+offExpiry:]) }
+func (s *shard) access(off uint64) uint32 { return le.Uint32(s.buf[off+offAccess:]) }
+func (s *shard) cas(off uint64) uint64    { return le.Uint64(s.buf[off+offCAS:]) }
+func (s *shard) bits(off uint64) byte     { return s.buf[off+offBits] }
+
+func (s *shard) setExpiry(off uint64, exp uint32) { le.PutUint32(s.buf[off+offExpiry:], exp) }
+func (s *shard) setCAS(off uint64, cas uint64)    { le.PutUint64(s.buf[off+offCAS:], cas) }
+
+func expired(exp, now uint32) bool { return exp != 0 && exp <= now }
+
+// touchRead records a read: bump the frequency, mark fetched, note the time.
+func (s *shard) touchRead(off uint64, now uint32) {
+	b := s.buf[off+offBits]
+	if b&freqMask < freqMask {
+		b++
+	}
+	s.buf[off+offBits] = b | bitFetched
+	le.PutUint32(s.buf[off+offAccess:], now)
+}
+
+func slotOff(e uint64) uint64 { return uint64(uint32(e)) - 1 }
+func tagOf(h uint64) uint32   { return uint32(h >> 32) }
+
+// find returns the slot holding key, or the empty slot where it would go.
+func (s *shard) find(key []byte, h uint64) (uint64, bool) {
+	tag := tagOf(h)
+	i := uint64(tag) & s.mask
+	for {
+		e := s.slots[i]
+		if e == 0 {
+			return i, false
+		}
+		if uint32(e>>32) == tag && bytes.Equal(s.key(slotOff(e)), key) {
+			return i, true
+		}
+		i = (i + 1) & s.mask
+	}
+}
+
+// lookup finds a live item, lazily dropping it if expired.
+func (s *shard) lookup(key []byte, h uint64, now uint32) (slot, off uint64, ok bool) {
+	slot, off, ok, _ = s.lookupExpired(key, h, now)
+	return slot, off, ok
+}
+
+// lookupExpired is lookup that also tells whether an expired item was found
+// and dropped.
+func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint64, ok, wasExpired bool) {
+	slot, ok = s.find(key, h)
+	if !ok {
+		return slot, 0, false, false
+	}
+	off = slotOff(s.slots[slot])
+	if expired(s.expiry(off), now) {
+		s.st.reclaimed++
+		if s.bits(off)&bitFetched == 0 {
+			s.st.expiredUnfetched++
+		}
+		s.unlink(slot)
+		slot, _ = s.find(key, h)
+		return slot, 0, false, true
+	}
+	return slot, off, true, false
+}
+
+// unlink removes the item in slot from the index; its arena bytes become dead
+// and are reused when the ring's tail passes them.
+func (s *shard) unlink(slot uint64) {
+	s.bytes -= s.size(slotOff(s.slots[slot]))
+	s.count--
+	s.deleteSlot(slot)
+}
+
+// deleteSlot empties slot i with backward-shift deletion, so linear probing
+// needs no tombstones.
+func (s *shard) deleteSlot(i uint64) {
+	j := i
+	for {
+		j = (j + 1) & s.mask
+		e := s.slots[j]
+		if e == 0 {
+			break
+		}
+		home := uint64(uint32(e>>32)) & s.mask
+		// Move e into the hole unless its home lies cyclically in (i, j].
+		if (i < j && (home <= i || home > j)) || (i > j && home <= i && home > j) {
+			s.slots[i] = e
+			i = j
+		}
+	}
+	s.slots[i] = 0
+}
+
+// insert adds a new index entry; the caller has checked the key is absent.
+func (s *shard) insert(key []byte, h uint64, off uint64) {
+	if (s.count+1)*maxLoadDen > uint64(len(s.slots))*maxLoadNum {
+		s.grow()
+	}
+	slot, _ := s.find(key, h)
+	s.slots[slot] = uint64(tagOf(h))<<32 | (off + 1)
+	s.count++
+}
+
+func (s *shard) grow() {
+	old := s.slots
+	s.slots = make([]uint64, 2*len(old))
+	s.mask = uint64(len(s.slots) - 1)
+	for _, e := range old {
+		if e == 0 {
+			continue
+		}
+		i := uint64(uint32(e>>32)) & s.mask
+		for s.slots[i] != 0 {
+			i = (i + 1) & s.mask
+		}
+		s.slots[i] = e
+	}
+	s.ghost = make([]uint32, len(s.slots))
+}
+
+func (s *shard) ghostIndex(tag uint32) uint64 { return uint64(tag) & uint64(len(s.ghost)-1) }
+func (s *shard) inGhost(tag uint32) bool      { return s.ghost[s.ghostIndex(tag)] == tag }
+
+// ringOf tells which ring a record offset lies in.
+func (s *shard) ringOf(off uint64) *ring {
+	if off < s.main.base {
+		return &s.small
+	}
+	return &s.main
+}
+
+// hole writes a skip record of n bytes at off (n >= headerSize).
+func (s *shard) hole(off, n uint64) {
+	s.buf[off] = 0
+	le.PutUint32(s.buf[off+offValLen:], uint32(n-headerSize))
+}
+
+// alloc reserves n contiguous bytes in r, evicting from its tail as needed.
+// It may move other items and reshuffle index slots: callers look keys up
+// again afterwards. n must not exceed r.size.
+func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
+	budget := moveBudget
+	if s.noEvict {
+		// Without eviction, live items are moved aside to reach dead space
+		// behind them; the bound keeps a full cache's failed store cheap.
+		budget = noEvictMoveBudget
+	}
+	for {
+		hp := r.head % r.size
+		if rem := r.size - hp; rem < n {
+			if r.free() >= rem {
+				if rem >= headerSize {
+					s.hole(r.base+hp, rem)
+				}
+				r.head += rem
+				continue
+			}
+		} else if r.free() >= n {
+			off := r.base + hp
+			r.head += n
+			return off, true
+		}
+		if !s.evictTail(r, now, &budget) {
+			return 0, false
+		}
+	}
+}
+
+// evictTail frees the record at r's tail: dead records and holes are
+// skipped, expired items reclaimed, recently read ones moved (reinserted in
+// the main ring, promoted from the small one) while the budget lasts, and
+// the rest evicted. It reports false when nothing can be freed without
+// evicting a live item and eviction is disabled.
+func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
+	if r.head == r.tail {
+		return false
+	}
+	tp := r.tail % r.size
+	if rem := r.size - tp; rem < headerSize {
+		r.tail += rem
+		return true
+	}
+	off := r.base + tp
+	if s.keyLen(off) == 0 {
+		r.tail += headerSize + s.valLen(off)
+		return true
+	}
+	size := s.size(off)
+	key := s.key(off)
+	h := xxhash.Sum64(key)
+	slot, ok := s.find(key, h)
+	if !ok || slotOff(s.slots[slot]) != off {
+		r.tail += size // dead: overwritten or deleted
+		return true
+	}
+	bits := s.bits(off)
+	if expired(s.expiry(off), now) {
+		s.st.reclaimed++
+		if bits&bitFetched == 0 {
+			s.st.expiredUnfetched++
+		}
+		s.unlink(slot)
+		r.tail += size
+		return true
+	}
+	keep := bits&freqMask != 0 || s.noEvict
+	if keep && *budget > 0 {
+		*budget--
+		if r == &s.small {
+			if s.promote(off, size, h, now) {
+				r.tail += size
+				return true
+			}
+		} else if s.reinsert(off, size, slot) {
+			return true
+		}
+	}
+	if s.noEvict {
+		return false
+	}
+	if r == &s.small {
+		s.ghost[s.ghostIndex(tagOf(h))] = tagOf(h)
+	}
+	s.st.evictions++
+	if bits&bitFetched == 0 {
+		s.st.evictedUnfetched++
+	}
+	s.unlink(slot)
+	r.tail += size
+	return true
+}
+
+// reinsert moves the main ring's tail item to its head with one less access
+// credit (CLOCK's second chance), if it fits without wrapping.
+func (s *shard) reinsert(off, size, slot uint64) bool {
+	r := &s.main
+	hp := r.head % r.size
+	if rem := r.size - hp; rem < size {
+		// Pad to the physical end first; the padding must come out of space
+		// that was already free, so it cannot overlap the item being moved.
+		if r.free() < rem {
+			return false
+		}
+		if rem >= headerSize {
+			s.hole(r.base+hp, rem)
+		}
+		r.head += rem
+		hp = 0
+	}
+	r.tail += size
+	dst := r.base + hp
+	copy(s.buf[dst:dst+size], s.buf[off:off+size])
+	if s.buf[dst+offBits]&freqMask > 0 {
+		s.buf[dst+offBits]--
+	}
+	r.head += size
+	s.slots[slot] = s.slots[slot]&^0xffffffff | (dst + 1)
+	return true
+}
+
+// promote copies a small-ring item that was read while there into the main
+// ring. The main ring's own evictions may shift index slots, so the key is
+// looked up again before the slot is repointed.
+func (s *shard) promote(off, size, h uint64, now uint32) bool {
+	if size > s.main.size {
+		return false
+	}
+	dst, ok := s.alloc(&s.main, size, now)
+	if !ok {
+		return false
+	}
+	copy(s.buf[dst:dst+size], s.buf[off:off+size])
+	s.buf[dst+offBits] &^= freqMask
+	slot, found := s.find(s.key(dst), h)
+	if !found {
+		// Cannot happen: main-ring eviction never touches small-ring items.
+		s.hole(dst, size)
+		return false
+	}
+	s.slots[slot] = s.slots[slot]&^0xffffffff | (dst + 1)
+	return true
+}
+
+// place reserves room for a new record of size bytes: in the main ring for
+// keys seen recently (ghost hit or replacing a main-ring item) and for items
+// too big for the small ring, else in the small ring.
+func (s *shard) place(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
+	if oldInMain || size*4 > s.small.size || s.inGhost(tagOf(h)) {
+		return s.alloc(&s.main, size, now)
+	}
+	return s.alloc(&s.small, size, now)
+}
+
+// write fills a record at off.
+func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32, cas uint64, bits byte) []byte {
+	b := s.buf[off:]
+	b[0] = byte(len(key))
+	b[offBits] = bits
+	le.PutUint32(b[offValLen:], uint32(valLen))
+	le.PutUint32(b[offFlags:], flags)
+	le.PutUint32(b[offExpiry:], exp)
+	le.PutUint32(b[offAccess:], now)
+	le.PutUint64(b[offCAS:], cas)
+	copy(b[headerSize:], key)
+	start := headerSize + len(key)
+	return b[start : start+valLen]
+}
+
+// clear drops every item (flush_all).
+func (s *shard) clear() {
+	clear(s.slots)
+	s.count, s.bytes = 0, 0
+	s.small.head, s.small.tail = 0, 0
+	s.main.head, s.main.tail = 0, 0
+}
+
+// crawl reclaims expired items among the next n index slots, so memory held
+// by items nobody reads again comes back (memcached's LRU crawler).
+func (s *shard) crawl(n int, now uint32) {
+	for ; n > 0; n-- {
+		s.cursor = (s.cursor + 1) & s.mask
+		e := s.slots[s.cursor]
+		if e == 0 {
+			continue
+		}
+		off := slotOff(e)
+		if !expired(s.expiry(off), now) {
+			continue
+		}
+		s.st.reclaimed++
+		s.st.crawlerReclaimed++
+		if s.bits(off)&bitFetched == 0 {
+			s.st.expiredUnfetched++
+		}
+		s.unlink(s.cursor)
+		// Backward shift may have pulled an unvisited entry into this slot.
+		s.cursor = (s.cursor - 1) & s.mask
+	}
+}
+
+// rebuild moves every live item into a fresh arena of the given capacity,
+// oldest first, evicting the oldest when they do not all fit.
+func (s *shard) rebuild(capacity uint64, now uint32) {
+	oldBuf := s.buf
+	rings := []ring{s.main, s.small}
+	s.setArena(make([]byte, capacity))
+	oldSlots := s.slots
+	s.slots = make([]uint64, len(oldSlots))
+	s.count, s.bytes = 0, 0
+	for _, r := range rings {
+		for pos := r.tail; pos < r.head; {
+			tp := pos % r.size
+			if rem := r.size - tp; rem < headerSize {
+				pos += rem
+				continue
+			}
+			off := r.base + tp
+			kl := uint64(oldBuf[off])
+			vl := uint64(le.Uint32(oldBuf[off+offValLen:]))
+			if kl == 0 {
+				pos += headerSize + vl
+				continue
+			}
+			size := headerSize + kl + vl
+			pos += size
+			key := oldBuf[off+headerSize : off+headerSize+kl]
+			h := xxhash.Sum64(key)
+			if !liveIn(oldSlots, oldBuf, key, h, off) || expired(le.Uint32(oldBuf[off+offExpiry:]), now) {
+				continue
+			}
+			dst, ok := s.alloc(&s.main, size, now)
+			if !ok {
+				continue
+			}
+			copy(s.buf[dst:dst+size], oldBuf[off:off+size])
+			s.insert(key, h, dst)
+			s.bytes += size
+		}
+	}
+}
+
+// liveIn reports whether the index slots point at off for key.
+func liveIn(slots []uint64, buf, key []byte, h uint64, off uint64) bool {
+	mask := uint64(len(slots) - 1)
+	tag := tagOf(h)
+	for i := uint64(tag) & mask; slots[i] != 0; i = (i + 1) & mask {
+		e := slots[i]
+		if uint32(e>>32) != tag {
+			continue
+		}
+		o := slotOff(e)
+		kl := uint64(buf[o])
+		if bytes.Equal(buf[o+headerSize:o+headerSize+kl], key) {
+			return o == off
+		}
+	}
+	return false
+}
