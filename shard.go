@@ -351,7 +351,10 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		r.tail += size
 		return true
 	}
-	keep := bits&freqMask != 0 || s.noEvict
+	// While the main ring has room the cache is not full, and nothing is
+	// evicted: unread small-ring items move on too (S3-FIFO evicts only
+	// from a full cache).
+	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.main.free() >= 2*size)
 	if keep && *budget > 0 {
 		*budget--
 		if r == &s.small {
