@@ -52,6 +52,11 @@ const noEvictMoveBudget = 1024
 // which keeps one-hit wonders (scans) from flushing the working set.
 const smallRingPercent = 10
 
+// ghostRatio sizes the direct-mapped ghost table at a quarter of the index:
+// S3-FIFO's ghost should remember about as many keys as the main ring holds,
+// and a collision merely forgets one; this costs about two bytes per item.
+const ghostRatio = 4
+
 // maxLoadNum/maxLoadDen is the index's maximum load factor before doubling;
 // linear probing stays short below 3/4.
 const (
@@ -119,7 +124,7 @@ func newShard(id uint64, casShift uint, capacity uint64, noEvict bool) *shard {
 	s.setArena(make([]byte, capacity))
 	s.slots = make([]uint64, 1024)
 	s.mask = uint64(len(s.slots) - 1)
-	s.ghost = make([]uint32, len(s.slots))
+	s.ghost = make([]uint32, len(s.slots)/ghostRatio)
 	return s
 }
 
@@ -263,7 +268,7 @@ func (s *shard) grow() {
 		}
 		s.slots[i] = e
 	}
-	s.ghost = make([]uint32, len(s.slots))
+	s.ghost = make([]uint32, len(s.slots)/ghostRatio)
 }
 
 func (s *shard) ghostIndex(tag uint32) uint64 { return uint64(tag) & uint64(len(s.ghost)-1) }
