@@ -92,8 +92,9 @@ type Config struct {
 	NoEvict bool
 	// NoCAS disables CAS values: they read as 0 (-C).
 	NoCAS bool
-	// Now is the clock, for tests; nil means time.Now. Expiry has one-second
-	// resolution, like memcached's.
+	// Now is the clock, for tests; nil means time.Now. It is called from
+	// every operation and from the background reclaimer, so it must be safe
+	// for concurrent use. Expiry has one-second resolution, like memcached's.
 	Now func() time.Time
 }
 
@@ -315,26 +316,29 @@ func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte
 // get looks up key for a read and counts it; with touch it also sets the
 // expiry.
 func (s *shard) get(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, uint64, bool) {
+	// memcached's gat counts only as a touch.
 	if touch {
 		s.st.cmdTouch++
+	} else {
+		s.st.cmdGet++
 	}
-	s.st.cmdGet++
 	slot, off, ok, wasExpired := s.lookupExpired(key, h, now)
-	if wasExpired {
+	if wasExpired && !touch {
 		s.st.getExpired++
 	}
-	if !ok {
-		if touch {
-			s.st.touchMisses++
-		}
+	switch {
+	case !ok && touch:
+		s.st.touchMisses++
+		return slot, 0, false
+	case !ok:
 		s.st.getMisses++
 		return slot, 0, false
-	}
-	if touch {
+	case touch:
 		s.st.touchHits++
 		s.setExpiry(off, expiry(exptime, now))
+	default:
+		s.st.getHits++
 	}
-	s.st.getHits++
 	s.touchRead(off, now)
 	return slot, off, true
 }
@@ -450,6 +454,8 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	now := c.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// memcached counts every store whose item it could allocate, refused
+	// ones included: the too-large and out-of-memory paths take it back.
 	s.st.cmdSet++
 	slot, off, found := s.lookup(key, h, now)
 	switch mode {
@@ -479,6 +485,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	}
 	size := headerSize + len(key) + valLen
 	if size > c.maxItemSize {
+		s.st.cmdSet--
 		s.st.storeTooLarge++
 		if found && mode == modeSet {
 			s.unlink(slot)
@@ -492,6 +499,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	oldInMain := found && off >= s.main.base
 	dst, ok := s.place(uint64(size), h, oldInMain, now)
 	if !ok {
+		s.st.cmdSet--
 		s.st.storeNoMemory++
 		if slot, found := s.find(key, h); found && mode == modeSet {
 			s.unlink(slot)
@@ -645,6 +653,7 @@ func (c *Cache) addDelta(key []byte, delta uint64, incr bool) (uint64, error) {
 		copy(s.write(dst, key, len(d), s.flags(off), s.expiry(off), now, s.nextCAS(), s.bits(off)&freqMask), d)
 	}
 	s.link(key, h, slot, found, dst)
+	s.st.totalItems++
 	return n, nil
 }
 
@@ -688,7 +697,10 @@ func (c *Cache) FlushAll(delay time.Duration) {
 		c.flushNow()
 		return
 	}
-	secs := int64((delay + time.Second - 1) / time.Second)
+	secs := int64(delay / time.Second)
+	if delay%time.Second != 0 {
+		secs++
+	}
 	c.flushAt.Store(c.now().Unix() + secs)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,13 +12,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeClock is a settable clock for tests.
-type fakeClock struct{ t time.Time }
+// fakeClock is a settable clock for tests, safe for the background
+// reclaimer to read concurrently.
+type fakeClock struct{ ns atomic.Int64 }
 
-func (f *fakeClock) Now() time.Time          { return f.t }
-func (f *fakeClock) Advance(d time.Duration) { f.t = f.t.Add(d) }
+func (f *fakeClock) Now() time.Time          { return time.Unix(0, f.ns.Load()) }
+func (f *fakeClock) Advance(d time.Duration) { f.ns.Add(int64(d)) }
+func (f *fakeClock) Set(t time.Time)         { f.ns.Store(t.UnixNano()) }
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
+func newFakeClock() *fakeClock {
+	f := &fakeClock{}
+	f.ns.Store(1_800_000_000 * int64(time.Second))
+	return f
+}
 
 func newTestCache(t testing.TB, cfg Config) *Cache {
 	t.Helper()
@@ -58,7 +65,7 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 	c := newTestCache(t, Config{MaxBytes: maxBytes, MaxItemSize: MinMaxItemSize, Now: clk.Now})
 	model := map[string]*modelItem{}
 	rng := rand.New(rand.NewPCG(seed, seed))
-	now := func() int64 { return clk.t.Unix() }
+	now := func() int64 { return clk.Now().Unix() }
 	live := func(k string) *modelItem {
 		it := model[k]
 		if it == nil || (it.exp != 0 && it.exp <= now()) {
