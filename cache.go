@@ -73,10 +73,12 @@ const (
 // absolute Unix times.
 const relativeExptimeMax = 60 * 60 * 24 * 30
 
-// crawlInterval and crawlSlots pace the background reclaim of expired items.
+// tickInterval paces the coarse clock; every crawlTicks ticks the crawler
+// reclaims expired items among crawlSlots index slots per shard.
 const (
-	crawlInterval = time.Second
-	crawlSlots    = 1 << 14
+	tickInterval = 250 * time.Millisecond
+	crawlTicks   = 4
+	crawlSlots   = 1 << 14
 )
 
 // Config configures a [Cache]. The zero value gives memcached's defaults.
@@ -92,9 +94,11 @@ type Config struct {
 	NoEvict bool
 	// NoCAS disables CAS values: they read as 0 (-C).
 	NoCAS bool
-	// Now is the clock, for tests; nil means time.Now. It is called from
-	// every operation and from the background reclaimer, so it must be safe
-	// for concurrent use. Expiry has one-second resolution, like memcached's.
+	// Now is the clock, for tests; it is called from every operation and
+	// from the background reclaimer, so it must be safe for concurrent use.
+	// nil means the system clock, read by the background goroutine a few
+	// times a second rather than by every operation (memcached also keeps
+	// a coarse clock). Expiry has one-second resolution, like memcached's.
 	Now func() time.Time
 }
 
@@ -155,6 +159,9 @@ type Cache struct {
 	noCAS       bool
 	now         func() time.Time
 
+	// coarseNow is the system clock's Unix second, kept by the background
+	// goroutine when Config.Now is nil; 0 once it stopped.
+	coarseNow atomic.Int64
 	// flushAt is a pending delayed flush_all, in Unix seconds (0 = none).
 	flushAt  atomic.Int64
 	cmdFlush atomic.Uint64
@@ -200,7 +207,7 @@ func New(cfg Config) (*Cache, error) {
 		crawlDone:   make(chan struct{}),
 	}
 	if c.now == nil {
-		c.now = time.Now
+		c.coarseNow.Store(time.Now().Unix())
 	}
 	c.maxBytes.Store(cfg.MaxBytes)
 	shift := uint(bits.TrailingZeros(uint(n)))
@@ -231,13 +238,20 @@ func (c *Cache) Close() error {
 
 func (c *Cache) crawler() {
 	defer close(c.crawlDone)
-	t := time.NewTicker(crawlInterval)
+	t := time.NewTicker(tickInterval)
 	defer t.Stop()
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-c.stop:
+			c.coarseNow.Store(0)
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if c.now == nil {
+				c.coarseNow.Store(now.Unix())
+			}
+		}
+		if tick%crawlTicks != 0 {
+			continue
 		}
 		now := c.clock()
 		for _, s := range c.shards {
@@ -251,11 +265,21 @@ func (c *Cache) crawler() {
 // clock returns the current Unix second, first running a delayed flush_all
 // whose time has come.
 func (c *Cache) clock() uint32 {
-	now := c.now().Unix()
+	now := c.unixNow()
 	if at := c.flushAt.Load(); at != 0 && now >= at && c.flushAt.CompareAndSwap(at, 0) {
 		c.flushNow()
 	}
 	return uint32(now)
+}
+
+func (c *Cache) unixNow() int64 {
+	if c.now != nil {
+		return c.now().Unix()
+	}
+	if now := c.coarseNow.Load(); now != 0 {
+		return now
+	}
+	return time.Now().Unix() // closed: no background clock
 }
 
 // expiry converts a memcached exptime to an absolute Unix second.
@@ -701,7 +725,7 @@ func (c *Cache) FlushAll(delay time.Duration) {
 	if delay%time.Second != 0 {
 		secs++
 	}
-	c.flushAt.Store(c.now().Unix() + secs)
+	c.flushAt.Store(c.unixNow() + secs)
 }
 
 func (c *Cache) flushNow() {

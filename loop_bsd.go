@@ -1,0 +1,264 @@
+//go:build darwin || freebsd || netbsd || openbsd || dragonfly
+
+package emcache
+
+import (
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kqueue half of the poller pair (loop_linux.go is the other): one
+// kqueue per worker, woken through a non-blocking pipe, which every BSD
+// has (EVFILT_USER is missing on OpenBSD and older NetBSD), as memcached
+// does without eventfd. Everything else about the reactor lives in
+// server.go.
+
+// start runs the reactor: N workers, each on its own kqueue.
+func (s *Server) start() error { return s.startReactor() }
+
+// wakeWorkers makes every worker look at s.mode again.
+func (s *Server) wakeWorkers() { s.wakePollers() }
+
+// connPlat and serverPlat are empty here: the reactor keeps all its
+// state in server.go.
+type (
+	connPlat   struct{}
+	serverPlat struct{}
+)
+
+// poller is one kqueue plus the pipe that wakes it.
+type poller struct {
+	kq      int
+	wakeR   int
+	wakeW   int
+	ts      unix.Timespec
+	changes [2]unix.Kevent_t
+	events  [pollBatch]unix.Kevent_t
+}
+
+// pipeNonblock makes a close-on-exec, non-blocking pipe; ForkLock keeps
+// a concurrent fork+exec from inheriting it before CloseOnExec.
+func pipeNonblock() (r, w int, err error) {
+	var p [2]int
+	syscall.ForkLock.RLock()
+	err = unix.Pipe(p[:])
+	if err == nil {
+		unix.CloseOnExec(p[0])
+		unix.CloseOnExec(p[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return -1, -1, err
+	}
+	for _, fd := range p {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(p[0])
+			unix.Close(p[1])
+			return -1, -1, err
+		}
+	}
+	return p[0], p[1], nil
+}
+
+func newPoller() (*poller, error) {
+	kq, err := unix.Kqueue()
+	if err != nil {
+		return nil, err
+	}
+	unix.CloseOnExec(kq)
+	r, w, err := pipeNonblock()
+	if err != nil {
+		unix.Close(kq)
+		return nil, err
+	}
+	p := &poller{kq: kq, wakeR: r, wakeW: w}
+	if err := p.add(r); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// add registers fd for readability. kqueue filters are level-triggered
+// without EV_CLEAR, so unread input is reported again on the next wait.
+func (p *poller) add(fd int) error {
+	unix.SetKevent(&p.changes[0], fd, unix.EVFILT_READ, unix.EV_ADD)
+	_, err := unix.Kevent(p.kq, p.changes[:1], nil, nil)
+	return err
+}
+
+// mod sets fd's interest. Both filters stay registered and are enabled
+// or disabled, so neither change can fail with ENOENT.
+func (p *poller) mod(fd int, in interest) error {
+	rf, wf := unix.EV_ADD|unix.EV_DISABLE, unix.EV_ADD|unix.EV_DISABLE
+	if in&intRead != 0 {
+		rf = unix.EV_ADD | unix.EV_ENABLE
+	}
+	if in&intWrite != 0 {
+		wf = unix.EV_ADD | unix.EV_ENABLE
+	}
+	unix.SetKevent(&p.changes[0], fd, unix.EVFILT_READ, rf)
+	unix.SetKevent(&p.changes[1], fd, unix.EVFILT_WRITE, wf)
+	_, err := unix.Kevent(p.kq, p.changes[:], nil, nil)
+	return err
+}
+
+// del unregisters fd, which add registered for reading only.
+// Connections do not need it: a closed fd leaves the kqueue by itself,
+// and a syscall per close is worth saving.
+func (p *poller) del(fd int) error {
+	unix.SetKevent(&p.changes[0], fd, unix.EVFILT_READ, unix.EV_DELETE)
+	_, err := unix.Kevent(p.kq, p.changes[:1], nil, nil)
+	return err
+}
+
+// wait blocks until events arrive or timeoutMs passes (-1 = forever).
+func (p *poller) wait(timeoutMs int) (int, error) {
+	var ts *unix.Timespec
+	if timeoutMs >= 0 {
+		p.ts = unix.NsecToTimespec(int64(timeoutMs) * 1e6)
+		ts = &p.ts
+	}
+	n, err := unix.Kevent(p.kq, nil, p.events[:], ts)
+	if err == unix.EINTR {
+		return 0, nil
+	}
+	return n, err
+}
+
+// event decodes the i-th event of the last wait. kqueue reports a
+// readable and writable fd as two events.
+func (p *poller) event(i int) (fd int, ev pollEvent) {
+	e := &p.events[i]
+	fd = int(e.Ident)
+	if fd == p.wakeR {
+		return fd, evWake
+	}
+	switch {
+	case e.Flags&unix.EV_ERROR != 0:
+		ev = evRead | evWrite
+	case e.Filter == unix.EVFILT_READ:
+		ev = evRead
+	case e.Filter == unix.EVFILT_WRITE:
+		ev = evWrite
+	}
+	return fd, ev
+}
+
+// wake interrupts wait from another goroutine.
+func (p *poller) wake() {
+	// EAGAIN means the pipe is full: the worker is woken already.
+	unix.Write(p.wakeW, wakeByte[:])
+}
+
+var wakeByte = [1]byte{'c'} // memcached writes 'c' to its notify pipe too
+
+// drainWake empties the pipe so the next wait blocks again.
+func (p *poller) drainWake() {
+	var b [64]byte
+	for {
+		n, err := unix.Read(p.wakeR, b[:])
+		if err != unix.EINTR && n < len(b) {
+			return
+		}
+	}
+}
+
+func (p *poller) close() error {
+	unix.Close(p.wakeR)
+	unix.Close(p.wakeW)
+	return unix.Close(p.kq)
+}
+
+// readFd reads once; errWouldBlock replaces EAGAIN.
+func readFd(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
+// writeFd writes once; errWouldBlock replaces EAGAIN.
+func writeFd(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
+func closeFd(fd int) error { return unix.Close(fd) }
+
+// acceptFd accepts one connection, non-blocking and close-on-exec (with
+// accept + fcntl, as not every BSD has accept4). It skips connections
+// that died in the backlog; errWouldBlock means none is pending; other
+// errors (EMFILE, ENFILE, ENOBUFS...) ask for a back-off.
+func acceptFd(lfd int) (int, netip.AddrPort, error) {
+	for {
+		syscall.ForkLock.RLock()
+		fd, sa, err := unix.Accept(lfd)
+		if err == nil {
+			unix.CloseOnExec(fd)
+		}
+		syscall.ForkLock.RUnlock()
+		switch err {
+		case nil:
+			if err := unix.SetNonblock(fd, true); err != nil {
+				unix.Close(fd)
+				return -1, netip.AddrPort{}, err
+			}
+			return fd, sockaddrAddrPort(sa), nil
+		case unix.EAGAIN:
+			return -1, netip.AddrPort{}, errWouldBlock
+		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO:
+			continue
+		}
+		return -1, netip.AddrPort{}, err
+	}
+}
+
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// setNoDelay turns Nagle off: replies are already batched per wake-up.
+func setNoDelay(fd int) error {
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+}
+
+// setBacklog re-listens on an already listening socket, which only
+// updates the accept queue length (the net package uses the system's
+// maximum).
+func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
+	cerr := rc.Control(func(f uintptr) {
+		fd = int(f)
+		err = unix.Listen(fd, n)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
+}

@@ -1,0 +1,211 @@
+package emcache
+
+import (
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The Linux half of the poller pair (loop_bsd.go is the other): one epoll
+// instance per worker, woken by an eventfd, as memcached does when built
+// with HAVE_EVENTFD. Everything else about the reactor lives in server.go.
+
+// start runs the reactor: N workers, each on its own epoll.
+func (s *Server) start() error { return s.startReactor() }
+
+// wakeWorkers makes every worker look at s.mode again.
+func (s *Server) wakeWorkers() { s.wakePollers() }
+
+// connPlat and serverPlat are empty here: the reactor keeps all its
+// state in server.go.
+type (
+	connPlat   struct{}
+	serverPlat struct{}
+)
+
+// poller is one epoll instance plus the eventfd that wakes it.
+type poller struct {
+	epfd   int
+	wakefd int
+	events [pollBatch]unix.EpollEvent
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	p := &poller{epfd: epfd, wakefd: wakefd}
+	if err := p.add(wakefd); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func epollEvents(in interest) uint32 {
+	var ev uint32
+	if in&intRead != 0 {
+		ev |= unix.EPOLLIN
+	}
+	if in&intWrite != 0 {
+		ev |= unix.EPOLLOUT
+	}
+	return ev
+}
+
+// add registers fd for readability, level-triggered: a connection left
+// with unread input (ReqsPerEvent reached) is reported again on the next
+// wait without the worker tracking readiness itself.
+func (p *poller) add(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// mod replaces fd's interest set.
+func (p *poller) mod(fd int, in interest) error {
+	ev := unix.EpollEvent{Events: epollEvents(in), Fd: int32(fd)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+}
+
+// del unregisters fd. Connections do not need it: a closed fd leaves the
+// epoll set by itself, and a syscall per close is worth saving.
+func (p *poller) del(fd int) error {
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// wait blocks until events arrive or timeoutMs passes (-1 = forever).
+// It is a blocking syscall on the worker's locked thread, which is the
+// point: the runtime hands the P to other goroutines meanwhile.
+func (p *poller) wait(timeoutMs int) (int, error) {
+	n, err := unix.EpollWait(p.epfd, p.events[:], timeoutMs)
+	if err == unix.EINTR {
+		return 0, nil
+	}
+	return n, err
+}
+
+// event decodes the i-th event of the last wait.
+func (p *poller) event(i int) (fd int, ev pollEvent) {
+	e := &p.events[i]
+	fd = int(e.Fd)
+	if fd == p.wakefd {
+		return fd, evWake
+	}
+	if e.Events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
+		ev |= evRead
+	}
+	if e.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		ev |= evWrite
+	}
+	return fd, ev
+}
+
+var wakeValue = [8]byte{1} // an eventfd write adds this little-endian 1
+
+// wake interrupts wait from another goroutine.
+func (p *poller) wake() {
+	// EAGAIN means the counter is saturated: the worker is woken already.
+	unix.Write(p.wakefd, wakeValue[:])
+}
+
+// drainWake resets the eventfd so the next wait blocks again.
+func (p *poller) drainWake() {
+	var b [8]byte
+	unix.Read(p.wakefd, b[:])
+}
+
+func (p *poller) close() error {
+	err1 := unix.Close(p.wakefd)
+	err2 := unix.Close(p.epfd)
+	if err1 != nil {
+		return err1
+	}
+	return err2
+}
+
+// readFd reads once; errWouldBlock replaces EAGAIN.
+func readFd(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
+// writeFd writes once; errWouldBlock replaces EAGAIN.
+func writeFd(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
+func closeFd(fd int) error { return unix.Close(fd) }
+
+// acceptFd accepts one connection, non-blocking and close-on-exec. It
+// skips connections that died in the backlog; errWouldBlock means none is
+// pending; other errors (EMFILE, ENFILE, ENOBUFS...) ask for a back-off.
+func acceptFd(lfd int) (int, netip.AddrPort, error) {
+	for {
+		fd, sa, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+			return fd, sockaddrAddrPort(sa), nil
+		case unix.EAGAIN:
+			return -1, netip.AddrPort{}, errWouldBlock
+		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO:
+			continue
+		}
+		return -1, netip.AddrPort{}, err
+	}
+}
+
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// setNoDelay turns Nagle off: replies are already batched per wake-up.
+func setNoDelay(fd int) error {
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+}
+
+// setBacklog re-listens on an already listening socket, which only
+// updates the accept queue length (the net package always uses somaxconn).
+func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
+	cerr := rc.Control(func(f uintptr) {
+		fd = int(f)
+		err = unix.Listen(fd, n)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
+}

@@ -1,0 +1,250 @@
+//go:build !linux && !darwin && !freebsd && !netbsd && !openbsd && !dragonfly
+
+package emcache
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The portable fallback for systems without epoll or kqueue (Windows,
+// Plan 9, Solaris, AIX, js, wasip1...): one goroutine per connection on
+// the net package, with the same handle, stats and stop semantics. It is
+// slower than the reactor (a goroutine and a 16 KiB buffer per
+// connection, the runtime's poller in between), which these systems are
+// not deployed for. Workers exist only as counters here, so the spread
+// still shows in Stats; ReqsPerEvent only bounds one handle call, and
+// backpressure is the blocking write itself.
+
+// start accepts on every listener, one goroutine each.
+func (s *Server) start() error {
+	for i, l := range s.listeners {
+		l.fd = i // stats conns ids: there is no fd to show
+	}
+	s.acceptWG.Add(len(s.listeners))
+	for _, l := range s.listeners {
+		go s.acceptNet(l)
+	}
+	return nil
+}
+
+// connPlat is the connection itself.
+type connPlat struct{ nc net.Conn }
+
+// serverPlat hands out stats conns ids, lowest free first like fds.
+type serverPlat struct {
+	mu   sync.Mutex
+	used []bool
+}
+
+func (p *serverPlat) alloc(first int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.used) < first {
+		p.used = append(p.used, true)
+	}
+	for i := first; i < len(p.used); i++ {
+		if !p.used[i] {
+			p.used[i] = true
+			return i
+		}
+	}
+	p.used = append(p.used, true)
+	return len(p.used) - 1
+}
+
+func (p *serverPlat) release(id int) {
+	p.mu.Lock()
+	p.used[id] = false
+	p.mu.Unlock()
+}
+
+// wakeWorkers applies s.mode to every connection goroutine: a read
+// deadline in the past ends a blocked Read (drain: pending replies are
+// already written, as writes are synchronous); closing ends everything.
+func (s *Server) wakeWorkers() {
+	closing := s.mode.Load() == modeClose
+	for _, w := range s.workers {
+		w.mu.Lock()
+		for _, c := range w.byFd {
+			if c == nil {
+				continue
+			}
+			if closing {
+				c.plat.nc.Close()
+			} else {
+				c.plat.nc.SetReadDeadline(time.Now())
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (s *Server) acceptNet(l *listener) {
+	defer s.acceptWG.Done()
+	failing := false
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of fds or buffers: pause briefly, keep serving the others.
+			if !failing {
+				s.log.Error("emcache: accept failed; retrying", "listener", l.name, "err", err)
+			}
+			failing = true
+			t := time.NewTimer(acceptBackoff)
+			select {
+			case <-s.quit:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		failing = false
+		if s.open.Add(1) > int64(s.cfg.MaxConns) {
+			s.open.Add(-1)
+			nc.SetWriteDeadline(time.Now().Add(time.Second))
+			nc.Write([]byte(tooManyConns))
+			nc.Close()
+			s.rejected.Add(1)
+			continue
+		}
+		c := &conn{plat: connPlat{nc: nc}, l: l, fd: s.plat.alloc(len(s.listeners))}
+		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			c.peer = a.AddrPort()
+		}
+		c.lastActive = s.clock()
+		c.setMeta(c.lastActive, stateWaiting)
+		w := s.workers[(s.next.Add(1)-1)%uint32(len(s.workers))]
+		w.mu.Lock()
+		for c.fd >= len(w.byFd) {
+			w.byFd = append(w.byFd, nil)
+		}
+		w.byFd[c.fd] = c
+		w.mu.Unlock()
+		w.st.curr.Add(1)
+		w.st.total.Add(1)
+		if s.verbosity.Load() >= 2 {
+			s.log.Info("new client connection", "id", c.fd, "addr", l.name, "worker", w.id)
+		}
+		s.workerWG.Add(1)
+		go w.serveNet(c)
+	}
+}
+
+// serveNet is one connection's goroutine.
+func (w *worker) serveNet(c *conn) {
+	s := w.s
+	nc := c.plat.nc
+	defer s.workerWG.Done()
+	defer w.closeNet(c)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("emcache: panic serving a connection; closing it", "id", c.fd, "panic", r)
+		}
+	}()
+	in := make([]byte, 0, readBufSize)
+	var out []byte
+	for {
+		if s.cfg.IdleTimeout > 0 {
+			nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		// After setting the deadline: wakeWorkers sets the mode before its
+		// own deadline, so one of the two always ends the Read below.
+		if s.mode.Load() != modeRun {
+			return
+		}
+		if len(in) == cap(in) {
+			limit := s.cfg.MaxItemSize + lineSlack
+			if cap(in) >= limit {
+				s.log.Error("emcache: request exceeds the input buffer; closing", "id", c.fd)
+				return
+			}
+			in = append(make([]byte, 0, min(2*cap(in), limit)), in...)
+		}
+		n, err := nc.Read(in[len(in):cap(in)])
+		if n > 0 {
+			in = in[:len(in)+n]
+			w.st.bytesRead.Add(uint64(n))
+			c.lastActive = s.clock()
+			c.setMeta(c.lastActive, stateParseCmd)
+			for len(in) > 0 {
+				k, o, reqs, act := s.handle(&c.proto, in, out[:0], s.cfg.ReqsPerEvent)
+				out = o
+				in = in[:copy(in, in[k:])]
+				if len(out) > 0 {
+					c.setMeta(c.lastActive, stateMwrite) // shows a client that does not read
+					if _, err := nc.Write(out); err != nil {
+						return
+					}
+					w.st.bytesWritten.Add(uint64(len(out)))
+				}
+				if act != actNone {
+					if act == actShutdown {
+						s.shutdownCommand()
+					}
+					return
+				}
+				if reqs < s.cfg.ReqsPerEvent {
+					break // in holds at most an incomplete request
+				}
+				w.st.yields.Add(1)
+			}
+			state := uint64(stateWaiting)
+			if len(in) > 0 {
+				state = stateRead
+			}
+			c.setMeta(c.lastActive, state)
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.cfg.IdleTimeout > 0 && s.mode.Load() == modeRun {
+				w.st.idleKicks.Add(1)
+			}
+			return
+		}
+	}
+}
+
+func (w *worker) closeNet(c *conn) {
+	c.plat.nc.Close()
+	w.mu.Lock()
+	w.byFd[c.fd] = nil
+	w.mu.Unlock()
+	w.s.plat.release(c.fd)
+	w.st.curr.Add(^uint64(0))
+	w.s.open.Add(-1)
+	if w.s.verbosity.Load() >= 2 {
+		w.s.log.Info("connection closed", "id", c.fd, "worker", w.id)
+	}
+}
+
+// The reactor's primitives, which server.go refers to but start never
+// reaches on these systems.
+
+var errNoPoller = errors.New("emcache: no epoll or kqueue on this system")
+
+type poller struct{}
+
+func newPoller() (*poller, error)                       { return nil, errNoPoller }
+func (p *poller) add(fd int) error                      { return errNoPoller }
+func (p *poller) mod(fd int, in interest) error         { return errNoPoller }
+func (p *poller) del(fd int) error                      { return errNoPoller }
+func (p *poller) wait(timeoutMs int) (int, error)       { return 0, errNoPoller }
+func (p *poller) event(i int) (int, pollEvent)          { return -1, 0 }
+func (p *poller) wake()                                 {}
+func (p *poller) drainWake()                            {}
+func (p *poller) close() error                          { return nil }
+func readFd(fd int, b []byte) (int, error)              { return 0, errNoPoller }
+func writeFd(fd int, b []byte) (int, error)             { return 0, errNoPoller }
+func closeFd(fd int) error                              { return errNoPoller }
+func acceptFd(lfd int) (int, netip.AddrPort, error)     { return -1, netip.AddrPort{}, errNoPoller }
+func setNoDelay(fd int) error                           { return errNoPoller }
+func setBacklog(rc syscall.RawConn, n int) (int, error) { return -1, errNoPoller }
