@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/emcache/emcache"
+)
+
+// versionLine keeps the shape of `memcached -V` so scripts that parse it
+// keep working; the version string itself says it is emcache.
+func versionLine() string { return "memcached " + emcache.Version }
+
+// usageText follows the layout of `memcached -h` option for option. Options
+// that memcached has and emcached does not are listed too, marked, because
+// they are still accepted (or refused) under the same names.
+const usageText = `-p, --port=<num>          TCP port to listen on (default: 11211)
+                          0 disables TCP, -1 lets the kernel pick a free port
+-U, --udp-port=<num>      UDP port to listen on (default: 0, off)
+                          UDP is not supported: only 0 is accepted
+-s, --unix-socket=<file>  UNIX socket to listen on (disables network support)
+-a, --unix-mask=<mask>    access mask for UNIX socket, in octal (default: 700)
+-A, --enable-shutdown     enable ascii "shutdown" command
+-l, --listen=<addr>       interface to listen on (default: INADDR_ANY)
+                          comma separated or repeated; <addr> may be
+                          <host>, <host>:<port>, [<ipv6>]:<port> or *
+-d, --daemon              run as a daemon
+-r, --enable-coredumps    maximize core file limit (ignored)
+-u, --user=<user>         assume identity of <username> (only when run as root)
+-m, --memory-limit=<num>  item memory in megabytes (default: 64)
+                          a k, m or g suffix gives another unit
+-M, --disable-evictions   return error on memory exhausted instead of evicting
+-c, --conn-limit=<num>    max simultaneous connections (default: 1024)
+-k, --lock-memory         lock down all paged memory (ignored)
+-v, --verbose             verbose (print errors/warnings while in event loop)
+-vv                       very verbose (also print client commands/responses)
+-vvv                      extremely verbose (internal state transitions)
+-h, --help                print this help and exit
+-i, --license             print the license and exit
+-V, --version             print version and exit
+-P, --pidfile=<file>      save PID in <file>
+-f, --slab-growth-factor=<num> chunk size growth factor (ignored: no slabs)
+-n, --slab-min-size=<bytes> min space used for key+value+flags (ignored: no slabs)
+-L, --enable-largepages   try to use large memory pages (ignored)
+-D, --delimiter=<char>    per-prefix stats delimiter (ignored)
+-t, --threads=<num>       number of threads to use (default: 4)
+-R, --max-reqs-per-event  maximum number of requests per event, limits the
+                          requests processed per connection to prevent
+                          starvation (default: 20)
+-C, --disable-cas         disable use of CAS
+-b, --listen-backlog=<num> set the backlog queue limit (default: 1024)
+-B, --protocol=<name>     protocol - one of ascii, binary, or auto (default: auto-negotiate)
+                          emcached always negotiates per connection
+-I, --max-item-size=<num> adjusts max item size
+                          (default: 1m, min: 1k, max: 1024m, at most -m/2)
+-S, --enable-sasl         turn on Sasl authentication (not supported)
+-F, --disable-flush-all   disable flush_all command
+-X, --disable-dumping     disable stats cachedump and lru_crawler metadump (ignored)
+-W, --disable-watch       disable watch commands (ignored)
+-Y, --auth-file=<file>    enable ASCII protocol authentication (not supported)
+-e, --memory-file=<file>  mmap a file for item memory (not supported)
+-Z, --enable-ssl          enable TLS/SSL (not supported)
+-N, --napi-ids=<num>      number of napi ids (ignored)
+-o, --extended            comma separated list of extended options
+   - idle_timeout:        timeout in seconds for idle connections. (default: 0, no timeout)
+   - modern:              accepted; does nothing, as in memcached 1.6
+   memcached's other tuning options (hashpower, lru_*, slab_*, hash_algorithm,
+   *_logbuf_size, read_buf_mem_limit, ssl_*, ext_*, ...) are accepted and
+   ignored with a warning; an unknown one is an error.
+`
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, versionLine())
+	io.WriteString(w, usageText)
+}
+
+const licenseText = `emcache (emcached) is distributed under the BSD 3-Clause License.
+Copyright (c) 2026, The emcache Authors. All rights reserved.
+See the LICENSE file in the source distribution for the full text.
+`

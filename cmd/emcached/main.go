@@ -1,0 +1,275 @@
+// Command emcached serves an emcache cache over the memcached protocols. It
+// takes memcached's command-line options with memcached's meanings, defaults
+// and start-up checks, so it can replace memcached in existing setups.
+//
+// Run emcached -h for the options.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emcache/emcache"
+)
+
+// shutdownTimeout bounds how long SIGTERM waits for in-flight replies to be
+// flushed before connections are closed regardless.
+const shutdownTimeout = 10 * time.Second
+
+// lookupTimeout bounds name resolution for -l host names at start-up.
+const lookupTimeout = 10 * time.Second
+
+// extraFiles is the descriptor headroom asked for beyond -c: listeners,
+// per-worker pollers and wake-up descriptors, the Go runtime's own.
+const extraFiles = 64
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseArgs(args)
+	if err != nil {
+		return report(stderr, err)
+	}
+	switch o.mode {
+	case modeHelp:
+		printUsage(stdout)
+		return 0
+	case modeVersion:
+		fmt.Fprintln(stdout, versionLine())
+		return 0
+	case modeLicense:
+		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout)
+		io.WriteString(stdout, licenseText)
+		return 0
+	}
+
+	ready := daemonReadyPipe()
+	out := &switchWriter{w: stderr}
+	if ready != nil && o.verbosity == 0 {
+		// The daemon's stderr is /dev/null: until it serves, messages go
+		// to the waiting parent, which prints them.
+		out.set(ready)
+	}
+	if ready == nil {
+		// The daemon parent has printed these already.
+		for _, w := range o.warnings {
+			fmt.Fprintf(out, "WARNING: %s\n", w)
+		}
+	}
+
+	var cred *credential
+	if isRoot() {
+		if o.user == "" {
+			return report(out, failf(exitUsage, "can't run as root without the -u switch"))
+		}
+		if cred, err = lookupUser(o.user); err != nil {
+			return report(out, failf(exitNoUser, "can't find the user %s to switch to", o.user))
+		}
+	}
+	listeners, err := o.tcpListeners()
+	if err != nil {
+		return report(out, err)
+	}
+	addrs, err := resolveListeners(listeners, lookupHost)
+	if err != nil {
+		return report(out, err)
+	}
+	if o.daemon && ready == nil {
+		return startDaemon(args, o.verbosity > 0, stderr)
+	}
+	return serve(o, addrs, cred, out, stderr, ready)
+}
+
+func serve(o *options, addrs []string, cred *credential, out *switchWriter, stderr io.Writer, ready *os.File) int {
+	log := newLogger(out, o.verbosity)
+
+	// Registered before listening so that a signal arriving as soon as the
+	// port is open is already a graceful stop.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, stopSignals...)
+	defer signal.Stop(sigs)
+	ignoreSignals()
+
+	if err := raiseFileLimit(uint64(o.maxConns + extraFiles)); err != nil {
+		log.Warn("failed to raise the open file limit; connections may fail before -c is reached",
+			"want", o.maxConns+extraFiles, "err", err)
+	}
+
+	c, err := emcache.New(emcache.Config{
+		MaxBytes:    o.maxBytes,
+		MaxItemSize: o.maxItemSize,
+		NoEvict:     o.noEvict,
+		NoCAS:       o.noCAS,
+	})
+	if err != nil {
+		return report(out, failf(exitFail, "failed to create the cache: %v", err))
+	}
+	defer c.Close()
+
+	var srv *emcache.Server
+	var done <-chan struct{} // nil with no server: only a signal ends the wait
+	if len(addrs) > 0 || o.unixSocket != "" {
+		srv, err = c.Serve(emcache.ServerConfig{
+			Addrs:          addrs,
+			UnixSocket:     o.unixSocket,
+			UnixSocketMode: o.unixMask,
+			Workers:        o.threads,
+			MaxConns:       o.maxConns,
+			ReqsPerEvent:   o.reqsPerEvent,
+			Backlog:        o.backlog,
+			IdleTimeout:    o.idleTimeout,
+			MaxItemSize:    o.maxItemSize,
+			AllowShutdown:  o.shutdownCmd,
+			DisableFlush:   o.noFlush,
+			Verbosity:      o.verbosity,
+			Logger:         log,
+		})
+		if err != nil {
+			return report(out, failf(exitOSErr, "failed to listen: %v", err))
+		}
+		defer srv.Close()
+		done = srv.Done()
+	} else {
+		// memcached also runs with nothing to listen on.
+		log.Warn("TCP is disabled (-p 0) and no UNIX socket is set (-s): serving nothing")
+	}
+
+	// Privileges are dropped after binding, so ports below 1024 work.
+	if cred != nil {
+		if o.unixSocket != "" {
+			if err := chownSocket(o.unixSocket, cred); err != nil {
+				log.Warn("failed to hand the UNIX socket to the -u user", "path", o.unixSocket, "err", err)
+			}
+		}
+		if err := dropPrivileges(cred); err != nil {
+			return report(out, failf(exitOSErr, "failed to assume identity of user %s: %v", cred.name, err))
+		}
+	}
+
+	// Written as the -u user, like memcached: a pidfile the server cannot
+	// write is reported, not fatal.
+	pidWritten := false
+	if o.pidFile != "" {
+		if err := os.WriteFile(o.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			log.Warn("could not write the pid file", "path", o.pidFile, "err", err)
+		} else {
+			pidWritten = true
+		}
+	}
+	defer func() {
+		if pidWritten {
+			if err := os.Remove(o.pidFile); err != nil {
+				log.Debug("could not remove the pid file", "path", o.pidFile, "err", err)
+			}
+		}
+	}()
+
+	if ready != nil {
+		if err := detachDaemon(ready); err != nil {
+			log.Warn("failed to finish daemon start-up", "err", err)
+		}
+		out.set(stderr)
+	}
+	if srv != nil {
+		attrs := []any{"version", emcache.Version, "threads", o.threads}
+		if o.unixSocket != "" {
+			attrs = append(attrs, "unix", o.unixSocket)
+		} else {
+			attrs = append(attrs, "addr", srv.Addr().String())
+		}
+		log.Info("server listening", attrs...)
+	}
+
+	select {
+	case sig := <-sigs:
+		log.Info("signal received; shutting down", "signal", sig.String())
+		shutdown(srv, sigs, log)
+	case <-done:
+		log.Info("stopped by the shutdown command")
+	}
+	log.Info("Exiting normally")
+	return 0
+}
+
+// shutdown stops srv gracefully within shutdownTimeout; a second signal
+// ends the grace period at once.
+func shutdown(srv *emcache.Server, sigs <-chan os.Signal, log *slog.Logger) {
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("graceful shutdown cut short; closing connections", "err", err)
+		srv.Close()
+	}
+}
+
+// report prints a start-up failure the way memcached does (the bare message
+// on stderr) and returns its exit code.
+func report(w io.Writer, err error) int {
+	fmt.Fprintln(w, err)
+	if ee, ok := errors.AsType[*exitError](err); ok {
+		return ee.code
+	}
+	return exitFail
+}
+
+// newLogger maps memcached's verbosity onto slog levels: warnings and errors
+// by default, -v adds informational messages, -vv and more add debug ones.
+func newLogger(w io.Writer, verbosity int) *slog.Logger {
+	level := slog.LevelWarn
+	switch {
+	case verbosity >= 2:
+		level = slog.LevelDebug
+	case verbosity == 1:
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// lookupHost resolves -l host names; a variable so tests need no DNS.
+var lookupHost = func(host string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	return net.DefaultResolver.LookupHost(ctx, host)
+}
+
+// switchWriter lets the daemon move its log from the start-up pipe to its
+// final stderr while the logger keeps writing.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

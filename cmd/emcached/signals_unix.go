@@ -1,0 +1,17 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// stopSignals end the server gracefully. SIGUSR1 is memcached's graceful
+// stop; with no restartable memory file it is the same as SIGTERM here.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1}
+
+// ignoreSignals ignores SIGHUP, which memcached catches and ignores outside
+// its proxy build, so a closed terminal does not end the server.
+func ignoreSignals() { signal.Ignore(syscall.SIGHUP) }

@@ -1,0 +1,936 @@
+package emcache
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Version is the version the server reports to `version` and `stats`. It
+// keeps memcached's numbering so that clients which parse the version (to
+// pick features) treat the server as the memcached release it behaves like.
+const Version = "1.6.18-emcache"
+
+// Limits of memcached's text protocol (memcached.h, proto_text.c).
+const (
+	// maxLineLen is how much memcached buffers looking for the end of a
+	// command line; past it without a newline it closes the connection,
+	// except for get/gets, whose key list may be any length.
+	maxLineLen = 2048
+	// maxTokens is memcached's MAX_TOKENS: a command is split into at most
+	// maxTokens-1 words, the terminal slot standing for the rest.
+	maxTokens = 24
+	// maxGetLeadingSpaces is how many spaces may precede an over-long
+	// get/gets before memcached treats the line as garbage.
+	maxGetLeadingSpaces = 100
+	// maxVerbosity is memcached's MAX_VERBOSITY_LEVEL.
+	maxVerbosity = 2
+	// minMemLimitMB and maxMemLimitMB bound cache_memlimit's argument.
+	minMemLimitMB = 8
+	maxMemLimitMB = 1000000000
+	// defaultGetOutput bounds the reply bytes one call of handle produces for
+	// a retrieval before it yields, when ServerConfig.MaxOutput is unset: a
+	// multiget over large values must not build gigabytes in one go.
+	defaultGetOutput = 1 << 20
+)
+
+// Replies, with their line ends, so that each is one append.
+const (
+	rError          = "ERROR\r\n"
+	rEnd            = "END\r\n"
+	rStored         = "STORED\r\n"
+	rNotStored      = "NOT_STORED\r\n"
+	rExists         = "EXISTS\r\n"
+	rNotFound       = "NOT_FOUND\r\n"
+	rDeleted        = "DELETED\r\n"
+	rTouched        = "TOUCHED\r\n"
+	rOK             = "OK\r\n"
+	rReset          = "RESET\r\n"
+	rBadFormat      = "CLIENT_ERROR bad command line format\r\n"
+	rBadDataChunk   = "CLIENT_ERROR bad data chunk\r\n"
+	rBadExptime     = "CLIENT_ERROR invalid exptime argument\r\n"
+	rBadDelta       = "CLIENT_ERROR invalid numeric delta argument\r\n"
+	rNonNumeric     = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+	rDeleteUsage    = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+	rFlushDisabled  = "CLIENT_ERROR flush_all not allowed\r\n"
+	rShutdownMode   = "CLIENT_ERROR invalid shutdown mode\r\n"
+	rShutdownOff    = "ERROR: shutdown not enabled\r\n"
+	rTooLarge       = "SERVER_ERROR object too large for cache\r\n"
+	rNoMemory       = "SERVER_ERROR out of memory storing object\r\n"
+	rNoMemoryDelta  = "SERVER_ERROR out of memory\r\n"
+	rMemTooSmall    = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+	rMemNotMB       = "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
+	rMemFailed      = "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+	rDetailUsage    = "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+	rCachedumpOff   = "CLIENT_ERROR stats cachedump not allowed\r\n"
+	rWatchOff       = "CLIENT_ERROR watch commands not allowed\r\n"
+	rCrawlerOff     = "CLIENT_ERROR lru crawler disabled\r\n"
+	rReassignOff    = "CLIENT_ERROR slab reassignment disabled\r\n"
+	rVersionPrefix  = "VERSION "
+	rValuePrefix    = "VALUE "
+	rCRLF           = "\r\n"
+	rServerErrorFmt = "SERVER_ERROR "
+)
+
+// action tells the reactor what to do with a connection after handle returns.
+type action uint8
+
+const (
+	actNone     action = iota // keep serving
+	actClose                  // flush out, then close the connection
+	actShutdown               // flush out, close, then shut the whole server down gracefully
+)
+
+// protoState says what the next input bytes of a connection are.
+type protoState uint8
+
+const (
+	stCommand  protoState = iota // a command line
+	stData                       // the data block of a parsed storage command
+	stSwallow                    // the rest of a refused data block, discarded
+	stGetKeys                    // more keys of a retrieval command
+	stGetDrop                    // the rest of a retrieval line after a NUL byte: ignored, then END
+	stSkipLine                   // the rest of a line already answered with an error
+)
+
+// storeCmd is the storage command waiting for its data block.
+type storeCmd uint8
+
+const (
+	cmdSet storeCmd = iota
+	cmdAdd
+	cmdReplace
+	cmdAppend
+	cmdPrepend
+	cmdCAS
+)
+
+// protoConn is the per-connection parse state that survives between calls
+// to handle. Its zero value is a fresh connection. It owns no buffers, so an
+// idle connection costs only this struct.
+type protoConn struct {
+	state protoState
+	// started is set once the first byte arrived: memcached picks the
+	// protocol of a connection from its first byte.
+	started bool
+
+	// The storage command of stData, kept so its line need not stay buffered
+	// while a large value trickles in.
+	cmd     storeCmd
+	noreply bool
+	flags   uint32
+	exptime int64
+	cas     uint64
+	vlen    int // data block length, without its CRLF
+	nkey    uint8
+	key     [MaxKeyLen]byte
+
+	// swallow is how many bytes of a refused data block are still to come.
+	swallow int
+
+	// The retrieval of stGetKeys/stGetDrop.
+	getCAS, getTouch bool
+	getSawKey        bool // memcached answers a get without keys with ERROR
+	getExp           int64
+	// getStart is where this retrieval's replies start in out, or -1 once
+	// part of them was handed to the reactor and can no longer be retracted.
+	getStart int
+}
+
+// handle executes complete requests from in (at most maxReqs of them),
+// appending replies to out.
+//
+// n = bytes of in consumed; the reactor keeps in[n:] and appends newly read
+// bytes after it. If n < len(in) && reqs < maxReqs && act == actNone, handle
+// needs more input to progress. handle never retains in or out. It bounds
+// what it needs buffered: a command line <= 2048 bytes (longer without
+// newline -> actClose, except get/gets key lists which it consumes as they
+// stream in, keeping at most one partial key), a data block <= MaxItemSize+2
+// (oversized ones it swallows chunk by chunk via protoConn state).
+//
+// A retrieval whose replies exceed the output bound (ServerConfig.MaxOutput)
+// stops early and reports reqs == maxReqs, as when the -R budget is spent,
+// so that the reactor flushes out and calls again without waiting for input.
+func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outNew []byte, reqs int, act action) {
+	if maxReqs <= 0 {
+		maxReqs = math.MaxInt
+	}
+	pc.getStart = -1
+	for {
+		switch pc.state {
+		case stSwallow:
+			k := min(len(in)-n, pc.swallow)
+			n += k
+			pc.swallow -= k
+			if pc.swallow > 0 {
+				return n, out, reqs, actNone
+			}
+			pc.state = stCommand
+			continue
+		case stData:
+			need := pc.vlen + 2
+			if len(in)-n < need {
+				return n, out, reqs, actNone
+			}
+			if reqs >= maxReqs {
+				return n, out, reqs, actNone
+			}
+			out = s.store(pc, pc.key[:pc.nkey], in[n:n+need], out)
+			n += need
+			reqs++
+			pc.state = stCommand
+			continue
+		case stGetKeys, stGetDrop, stSkipLine:
+			k, o, done, yield := s.getKeys(pc, in[n:], out)
+			n += k
+			out = o
+			if done {
+				reqs++
+				pc.state = stCommand
+				continue
+			}
+			if yield {
+				return n, out, maxReqs, actNone
+			}
+			return n, out, reqs, actNone
+		}
+
+		if n == len(in) || reqs >= maxReqs {
+			return n, out, reqs, actNone
+		}
+		if !pc.started {
+			pc.started = true
+			if in[n] == 0x80 {
+				// The binary protocol's request magic. Not served yet: close,
+				// as a server without binary support would.
+				return n, out, reqs, actClose
+			}
+		}
+		rest := in[n:]
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			if len(rest) <= maxLineLen {
+				return n, out, reqs, actNone
+			}
+			// No line end within memcached's limit: only a long multiget
+			// may go on; anything else is garbage and the connection goes.
+			pos, cas, ok := longGetPrefix(rest)
+			if !ok {
+				return n, out, reqs, actClose
+			}
+			pc.startGet(cas, false, 0, false, len(out))
+			n += pos
+			continue
+		}
+		line := rest[:nl]
+		if nl > 1 && line[nl-1] == '\r' {
+			line = line[:nl-1]
+		}
+		var consumed int
+		consumed, out, act = s.command(pc, rest, line, nl+1, out)
+		if act != actNone {
+			return n + consumed, out, reqs + 1, act
+		}
+		n += consumed
+		if pc.state == stCommand || pc.state == stSwallow {
+			// Answered (a refused block is answered before it is read);
+			// retrievals and stores count when they finish.
+			reqs++
+		}
+	}
+}
+
+// longGetPrefix reports whether an unterminated line of more than
+// maxLineLen bytes is a get or gets, which memcached lets stream, and where
+// its key list starts.
+func longGetPrefix(b []byte) (pos int, cas bool, ok bool) {
+	i := 0
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	if i > maxGetLeadingSpaces {
+		return 0, false, false
+	}
+	switch {
+	case bytes.HasPrefix(b[i:], []byte("get ")):
+		return i + 3, false, true
+	case bytes.HasPrefix(b[i:], []byte("gets ")):
+		return i + 4, true, true
+	}
+	return 0, false, false
+}
+
+// tokenize splits line on spaces as memcached's tokenize_command does and
+// returns ntokens as memcached counts them: the words (at most maxTokens-1)
+// plus the terminal token.
+func tokenize(line []byte, t *[maxTokens][]byte) int {
+	n, i := 0, 0
+	for n < maxTokens-1 {
+		for i < len(line) && line[i] == ' ' {
+			i++
+		}
+		if i == len(line) {
+			break
+		}
+		j := i
+		for j < len(line) && line[j] != ' ' {
+			j++
+		}
+		t[n] = line[i:j]
+		n++
+		i = j
+	}
+	t[n] = nil
+	return n + 1
+}
+
+// command runs the command line that starts rest (line is its text without
+// the line end, lineLen its length with it) and returns how many bytes of
+// rest it consumed: the line, and the data block when complete.
+func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []byte) (int, []byte, action) {
+	// memcached reads the line as a C string: a NUL ends it.
+	if z := bytes.IndexByte(line, 0); z >= 0 {
+		line = line[:z]
+	}
+	var t [maxTokens][]byte
+	nt := tokenize(line, &t)
+	if nt < 2 || len(t[0]) < 2 {
+		return lineLen, append(out, rError...), actNone
+	}
+	// noreply is recognised only as the last word (set_noreply_maybe).
+	noreply := string(t[nt-2]) == "noreply"
+	cmd := t[0]
+
+	switch string(cmd) {
+	case "get", "bget":
+		return s.startGetLine(pc, rest, nt, false, false, out)
+	case "gets":
+		return s.startGetLine(pc, rest, nt, true, false, out)
+	case "gat":
+		return s.startGetLine(pc, rest, nt, false, true, out)
+	case "gats":
+		return s.startGetLine(pc, rest, nt, true, true, out)
+	case "set":
+		return s.storage(pc, cmdSet, rest, &t, nt, lineLen, noreply, out)
+	case "add":
+		return s.storage(pc, cmdAdd, rest, &t, nt, lineLen, noreply, out)
+	case "replace":
+		return s.storage(pc, cmdReplace, rest, &t, nt, lineLen, noreply, out)
+	case "append":
+		return s.storage(pc, cmdAppend, rest, &t, nt, lineLen, noreply, out)
+	case "prepend":
+		return s.storage(pc, cmdPrepend, rest, &t, nt, lineLen, noreply, out)
+	case "cas":
+		return s.storage(pc, cmdCAS, rest, &t, nt, lineLen, noreply, out)
+	case "incr", "decr":
+		return lineLen, s.arithmetic(cmd[0] == 'i', &t, nt, noreply, out), actNone
+	case "delete":
+		return lineLen, s.delete(&t, nt, noreply, out), actNone
+	case "touch":
+		return lineLen, s.touch(&t, nt, noreply, out), actNone
+	case "flush_all":
+		return lineLen, s.flushAll(&t, nt, noreply, out), actNone
+	case "version":
+		out = append(out, rVersionPrefix...)
+		out = append(out, Version...)
+		return lineLen, append(out, rCRLF...), actNone
+	case "verbosity":
+		return lineLen, s.verbosityCmd(&t, nt, noreply, out), actNone
+	case "stats":
+		return lineLen, s.statsCmd(&t, nt, out), actNone
+	case "quit":
+		return lineLen, out, actClose
+	case "shutdown":
+		if !s.cfg.AllowShutdown {
+			return lineLen, append(out, rShutdownOff...), actNone
+		}
+		if nt == 2 || (nt == 3 && string(t[1]) == "graceful") {
+			return lineLen, out, actShutdown
+		}
+		return lineLen, append(out, rShutdownMode...), actNone
+	case "cache_memlimit":
+		return lineLen, s.memlimit(&t, nt, noreply, out), actNone
+	case "watch":
+		return lineLen, reply(out, noreply, rWatchOff), actNone
+	case "lru_crawler":
+		if nt == 4 && (string(t[1]) == "crawl" || string(t[1]) == "metadump" || string(t[1]) == "mgdump") {
+			return lineLen, append(out, rCrawlerOff...), actNone
+		}
+		return lineLen, append(out, rError...), actNone
+	case "slabs":
+		if nt == 5 && string(t[1]) == "reassign" {
+			return lineLen, append(out, rReassignOff...), actNone
+		}
+		return lineLen, append(out, rError...), actNone
+	}
+
+	if cmd[0] == 'm' && len(cmd) == 2 {
+		return s.meta(pc, rest, &t, nt, lineLen, out)
+	}
+	switch cmd[0] {
+	case 'g', 's', 'a', 'c', 'i', 'd', 't':
+		// memcached dispatches on the first letter before comparing names,
+		// and these branches answer an unknown name with ERROR alone.
+		return lineLen, append(out, rError...), actNone
+	}
+	// A line ending in an HTTP version is a web client talking to the
+	// wrong port: memcached hangs up on it without a word.
+	if bytes.HasPrefix(t[nt-2], []byte("HTTP/")) {
+		return lineLen, out, actClose
+	}
+	return lineLen, append(out, rError...), actNone
+}
+
+// meta will serve the meta protocol (mg, ms, md, ma, mn, me). Until then
+// those commands are unknown, as on a memcached that predates them.
+func (s *Server) meta(_ *protoConn, _ []byte, _ *[maxTokens][]byte, _ int, lineLen int, out []byte) (int, []byte, action) {
+	return lineLen, append(out, rError...), actNone
+}
+
+// reply appends r unless the command asked for no reply: classic commands
+// with noreply suppress every reply, errors included, as memcached does.
+func reply(out []byte, noreply bool, r string) []byte {
+	if noreply {
+		return out
+	}
+	return append(out, r...)
+}
+
+// startGet enters the retrieval state; the key list is processed by getKeys.
+func (pc *protoConn) startGet(cas, touch bool, exp int64, sawKey bool, outStart int) {
+	pc.state = stGetKeys
+	pc.getCAS, pc.getTouch, pc.getExp, pc.getSawKey = cas, touch, exp, sawKey
+	pc.getStart = outStart
+}
+
+// startGetLine starts get, gets, gat or gats from a complete line: it checks
+// the arguments as memcached does and leaves the keys to the retrieval
+// state, so that one code path serves whole, streamed and resumed key lists.
+func (s *Server) startGetLine(pc *protoConn, rest []byte, nt int, cas, touch bool, out []byte) (int, []byte, action) {
+	lineEnd := bytes.IndexByte(rest, '\n') + 1
+	if nt < 3 {
+		return lineEnd, append(out, rError...), actNone
+	}
+	pos := skipWord(rest, 0) // the command
+	var exp int64
+	if touch {
+		start := skipSpaces(rest, pos)
+		pos = skipWord(rest, start)
+		e, ok := safeStrtol(trimCR(rest[start:pos]))
+		if !ok {
+			return lineEnd, append(out, rBadExptime...), actNone
+		}
+		exp = exptimeArg(e)
+	}
+	pc.startGet(cas, touch, exp, touch, len(out))
+	return pos, out, actNone
+}
+
+// trimCR drops the CR of a CRLF line end from the last word of a line.
+func trimCR(w []byte) []byte {
+	if len(w) > 0 && w[len(w)-1] == '\r' {
+		return w[:len(w)-1]
+	}
+	return w
+}
+
+func skipSpaces(b []byte, i int) int {
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	return i
+}
+
+// skipWord returns the end of the word at or after i: the next space, NUL or
+// line end.
+func skipWord(b []byte, i int) int {
+	i = skipSpaces(b, i)
+	for i < len(b) && b[i] != ' ' && b[i] != '\n' && b[i] != 0 {
+		i++
+	}
+	return i
+}
+
+// getKeys serves keys of the current retrieval from b, which starts inside
+// its key list, and returns how much of b it consumed, whether the command
+// is finished, and whether it stopped early because its output is large.
+// Without a line end in b it serves every key followed by a space and keeps
+// the last, possibly partial, key unconsumed: at most MaxKeyLen bytes stay
+// buffered however long the key list.
+func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool, bool) {
+	nl := bytes.IndexByte(b, '\n')
+	if pc.state == stSkipLine || pc.state == stGetDrop {
+		if nl < 0 {
+			return len(b), out, false, false
+		}
+		if pc.state == stGetDrop {
+			out = s.getEnd(pc, out)
+		}
+		return nl + 1, out, true, false
+	}
+	region := b
+	if nl >= 0 {
+		region = b[:nl]
+		if nl > 0 && region[nl-1] == '\r' {
+			region = region[:nl-1]
+		}
+	}
+	nul := bytes.IndexByte(region, 0)
+	if nul >= 0 {
+		region = region[:nul]
+	}
+	limit := s.cfg.MaxOutput
+	if limit <= 0 {
+		limit = defaultGetOutput
+	}
+	limit += len(out)
+	i := 0
+	for {
+		i = skipSpaces(region, i)
+		if i == len(region) {
+			break
+		}
+		j := bytes.IndexByte(region[i:], ' ')
+		if j < 0 {
+			j = len(region) - i
+			if nl < 0 && nul < 0 {
+				// The key may continue in the next read; a CR may be
+				// the line end's, its LF still to come.
+				if j > MaxKeyLen && (j > MaxKeyLen+1 || region[len(region)-1] != '\r') {
+					return s.getKeyTooLong(pc, b, nl, out)
+				}
+				return i, out, false, false
+			}
+		}
+		key := region[i : i+j]
+		if len(key) > MaxKeyLen {
+			return s.getKeyTooLong(pc, b, nl, out)
+		}
+		pc.getSawKey = true
+		out = s.appendValue(out, key, pc.getCAS, pc.getTouch, pc.getExp)
+		i += j
+		if len(out) >= limit && skipSpaces(region, i) < len(region) {
+			return i, out, false, true
+		}
+	}
+	if nl >= 0 {
+		return nl + 1, s.getEnd(pc, out), true, false
+	}
+	if nul >= 0 {
+		pc.state = stGetDrop
+	}
+	return len(b), out, false, false
+}
+
+// getEnd finishes a retrieval's reply.
+func (s *Server) getEnd(pc *protoConn, out []byte) []byte {
+	if !pc.getSawKey {
+		// Only a streamed line of spaces gets here: memcached sees a get
+		// without keys, a wrong token count.
+		return append(out, rError...)
+	}
+	return append(out, rEnd...)
+}
+
+// getKeyTooLong answers a retrieval naming a key over MaxKeyLen bytes. Like
+// memcached it drops the values already produced for the command, when
+// they are still in out, and ignores the rest of the line.
+func (s *Server) getKeyTooLong(pc *protoConn, b []byte, nl int, out []byte) (int, []byte, bool, bool) {
+	if pc.getStart >= 0 && pc.getStart <= len(out) {
+		out = out[:pc.getStart]
+	}
+	out = append(out, rBadFormat...)
+	if nl >= 0 {
+		return nl + 1, out, true, false
+	}
+	pc.state = stSkipLine
+	return len(b), out, false, false
+}
+
+// appendValue appends the VALUE reply for key if the cache holds it. It runs
+// once per requested key, so it allocates nothing: the value is copied from
+// the cache's memory straight into out under the shard lock.
+func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) []byte {
+	s.cache.view(key, touch, exp, func(v []byte, flags uint32, cas uint64) {
+		// VALUE, key, three numbers of at most 20 digits, spaces, CRLFs.
+		out = slices.Grow(out, len(rValuePrefix)+len(key)+len(v)+3*20+3+4)
+		out = append(out, rValuePrefix...)
+		out = append(out, key...)
+		out = append(out, ' ')
+		out = strconv.AppendUint(out, uint64(flags), 10)
+		out = append(out, ' ')
+		out = strconv.AppendUint(out, uint64(len(v)), 10)
+		if withCAS {
+			out = append(out, ' ')
+			out = strconv.AppendUint(out, cas, 10)
+		}
+		out = append(out, rCRLF...)
+		out = append(out, v...)
+		out = append(out, rCRLF...)
+	})
+	return out
+}
+
+// storage parses set, add, replace, append, prepend and cas in memcached's
+// order of checks. A refused line leaves its data block unread, so the
+// block is then parsed as a command, as memcached does; a block refused for
+// its size is swallowed.
+func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens][]byte, nt, lineLen int, noreply bool, out []byte) (int, []byte, action) {
+	want := 6
+	if cmd == cmdCAS {
+		want = 7
+	}
+	if nt != want && nt != want+1 {
+		return lineLen, append(out, rError...), actNone
+	}
+	key := t[1]
+	if len(key) > MaxKeyLen {
+		return lineLen, reply(out, noreply, rBadFormat), actNone
+	}
+	flags, ok1 := safeStrtoul(t[2])
+	exp, ok2 := safeStrtol(t[3])
+	vl, ok3 := safeStrtol(t[4])
+	if !ok1 || !ok2 || !ok3 {
+		return lineLen, reply(out, noreply, rBadFormat), actNone
+	}
+	var cas uint64
+	if cmd == cmdCAS {
+		var ok bool
+		if cas, ok = safeStrtoull(t[5]); !ok {
+			return lineLen, reply(out, noreply, rBadFormat), actNone
+		}
+	}
+	// memcached reads the length into an int32: 4294967297 is 1.
+	vlen := int32(vl)
+	if vlen < 0 || vlen > math.MaxInt32-2 {
+		return lineLen, reply(out, noreply, rBadFormat), actNone
+	}
+	pc.cmd, pc.noreply, pc.flags, pc.exptime, pc.cas, pc.vlen =
+		cmd, noreply, uint32(flags), exptimeArg(exp), cas, int(vlen)
+
+	if ItemOverhead+len(key)+int(vlen) > s.maxItemSize() {
+		// memcached refuses before reading the block, then swallows it.
+		s.refuseTooLarge(cmd, key)
+		pc.state = stSwallow
+		pc.swallow = int(vlen) + 2
+		return lineLen, reply(out, noreply, rTooLarge), actNone
+	}
+	need := lineLen + int(vlen) + 2
+	if len(rest) >= need {
+		return need, s.store(pc, key, rest[lineLen:need], out), actNone
+	}
+	// The block is still arriving: keep the command, not its line.
+	pc.nkey = uint8(copy(pc.key[:], key))
+	pc.state = stData
+	return lineLen, out, actNone
+}
+
+// maxItemSize is the largest item the server accepts, header and key
+// included, as the cache counts it.
+func (s *Server) maxItemSize() int {
+	m := s.cache.MaxItemSize()
+	if s.cfg.MaxItemSize > 0 && s.cfg.MaxItemSize < m {
+		m = s.cfg.MaxItemSize
+	}
+	return m
+}
+
+// refuseTooLarge records a store refused for its size before its data block
+// was read: memcached counts store_too_large and, for set only, unlinks the
+// old item so that a client never reads a stale value after a failed set.
+// The cache's own refusal needs the value in hand, so this reaches into the
+// shard directly, under its lock, as Cache.store would.
+func (s *Server) refuseTooLarge(cmd storeCmd, key []byte) {
+	c := s.cache
+	h := xxhash.Sum64(key)
+	sh := c.shardFor(h)
+	now := c.clock()
+	sh.mu.Lock()
+	sh.st.storeTooLarge++
+	if cmd == cmdSet {
+		if slot, _, found := sh.lookup(key, h, now); found {
+			sh.unlink(slot)
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// store runs the storage command in pc with its data block (value + CRLF).
+func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
+	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
+		return reply(out, pc.noreply, rBadDataChunk)
+	}
+	value := block[:len(block)-2]
+	var err error
+	switch pc.cmd {
+	case cmdSet:
+		_, err = s.cache.Set(key, value, pc.flags, pc.exptime)
+	case cmdAdd:
+		_, err = s.cache.Add(key, value, pc.flags, pc.exptime)
+	case cmdReplace:
+		_, err = s.cache.Replace(key, value, pc.flags, pc.exptime)
+	case cmdAppend:
+		_, err = s.cache.Append(key, value)
+	case cmdPrepend:
+		_, err = s.cache.Prepend(key, value)
+	case cmdCAS:
+		_, err = s.cache.CompareAndSwap(key, value, pc.flags, pc.exptime, pc.cas)
+	}
+	switch {
+	case err == nil:
+		return reply(out, pc.noreply, rStored)
+	case errors.Is(err, ErrNotStored):
+		return reply(out, pc.noreply, rNotStored)
+	case errors.Is(err, ErrExists):
+		return reply(out, pc.noreply, rExists)
+	case errors.Is(err, ErrNotFound):
+		return reply(out, pc.noreply, rNotFound)
+	case errors.Is(err, ErrTooLarge):
+		return reply(out, pc.noreply, rTooLarge)
+	case errors.Is(err, ErrNoMemory):
+		return reply(out, pc.noreply, rNoMemory)
+	}
+	return serverError(out, pc.noreply, err)
+}
+
+// serverError reports an error the protocol has no word for.
+func serverError(out []byte, noreply bool, err error) []byte {
+	if noreply {
+		return out
+	}
+	out = append(out, rServerErrorFmt...)
+	out = append(out, err.Error()...)
+	return append(out, rCRLF...)
+}
+
+// arithmetic runs incr and decr.
+func (s *Server) arithmetic(incr bool, t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt != 4 && nt != 5 {
+		return append(out, rError...)
+	}
+	key := t[1]
+	if len(key) > MaxKeyLen {
+		return reply(out, noreply, rBadFormat)
+	}
+	delta, ok := safeStrtoull(t[2])
+	if !ok {
+		return reply(out, noreply, rBadDelta)
+	}
+	var v uint64
+	var err error
+	if incr {
+		v, err = s.cache.Incr(key, delta)
+	} else {
+		v, err = s.cache.Decr(key, delta)
+	}
+	switch {
+	case err == nil:
+		if noreply {
+			return out
+		}
+		out = strconv.AppendUint(out, v, 10)
+		return append(out, rCRLF...)
+	case errors.Is(err, ErrNotFound):
+		return reply(out, noreply, rNotFound)
+	case errors.Is(err, ErrNotNumeric):
+		return reply(out, noreply, rNonNumeric)
+	case errors.Is(err, ErrNoMemory):
+		return reply(out, noreply, rNoMemoryDelta)
+	}
+	return serverError(out, noreply, err)
+}
+
+// delete runs delete, which also accepts memcached's legacy hold time when
+// it is 0.
+func (s *Server) delete(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt < 3 || nt > 5 {
+		return append(out, rError...)
+	}
+	if nt > 3 {
+		holdIsZero := string(t[2]) == "0"
+		valid := (nt == 4 && (holdIsZero || noreply)) || (nt == 5 && holdIsZero && noreply)
+		if !valid {
+			return reply(out, noreply, rDeleteUsage)
+		}
+	} else {
+		// set_noreply_maybe is only consulted with extra words.
+		noreply = false
+	}
+	key := t[1]
+	if len(key) > MaxKeyLen {
+		return reply(out, noreply, rBadFormat)
+	}
+	err := s.cache.Delete(key)
+	switch {
+	case err == nil:
+		return reply(out, noreply, rDeleted)
+	case errors.Is(err, ErrNotFound):
+		return reply(out, noreply, rNotFound)
+	}
+	return serverError(out, noreply, err)
+}
+
+// touch runs touch.
+func (s *Server) touch(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt != 4 && nt != 5 {
+		return append(out, rError...)
+	}
+	key := t[1]
+	if len(key) > MaxKeyLen {
+		return reply(out, noreply, rBadFormat)
+	}
+	exp, ok := safeStrtol(t[2])
+	if !ok {
+		return reply(out, noreply, rBadExptime)
+	}
+	err := s.cache.Touch(key, exptimeArg(exp))
+	switch {
+	case err == nil:
+		return reply(out, noreply, rTouched)
+	case errors.Is(err, ErrNotFound):
+		return reply(out, noreply, rNotFound)
+	}
+	return serverError(out, noreply, err)
+}
+
+// flushAll runs flush_all [delay] [noreply]. A delay over 30 days is an
+// absolute Unix time, as for exptimes.
+func (s *Server) flushAll(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt < 2 || nt > 4 {
+		return append(out, rError...)
+	}
+	if s.cfg.DisableFlush {
+		return reply(out, noreply, rFlushDisabled)
+	}
+	var exp int64
+	if (noreply && nt != 3) || (!noreply && nt != 2) {
+		e, ok := safeStrtol(t[1])
+		if !ok {
+			return reply(out, noreply, rBadExptime)
+		}
+		exp = e
+	}
+	var delay time.Duration
+	switch {
+	case exp <= 0:
+	case exp > relativeExptimeMax:
+		delay = time.Until(time.Unix(exp, 0))
+	default:
+		delay = time.Duration(exp) * time.Second
+	}
+	s.cache.FlushAll(delay)
+	return reply(out, noreply, rOK)
+}
+
+// verbosityCmd runs verbosity <level> [noreply].
+func (s *Server) verbosityCmd(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt != 3 && nt != 4 {
+		return append(out, rError...)
+	}
+	level, ok := safeStrtoul(t[1])
+	if !ok {
+		return reply(out, noreply, rBadFormat)
+	}
+	s.verbosity.Store(int32(min(uint32(level), maxVerbosity)))
+	return reply(out, noreply, rOK)
+}
+
+// memlimit runs cache_memlimit <megabytes> [noreply].
+func (s *Server) memlimit(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt != 3 && nt != 4 {
+		return append(out, rError...)
+	}
+	mb, ok := safeStrtoul(t[1])
+	switch {
+	case !ok:
+		return reply(out, noreply, rError)
+	case uint32(mb) < minMemLimitMB:
+		return reply(out, noreply, rMemTooSmall)
+	case uint32(mb) > maxMemLimitMB:
+		return reply(out, noreply, rMemNotMB)
+	}
+	if err := s.cache.SetMaxBytes(int64(uint32(mb)) << 20); err != nil {
+		return reply(out, noreply, rMemFailed)
+	}
+	return reply(out, noreply, rOK)
+}
+
+// exptimeArg turns a parsed exptime into the cache's argument: memcached
+// keeps exptimes in a 32-bit int, so larger numbers wrap as they do there.
+func exptimeArg(e int64) int64 { return int64(int32(e)) }
+
+// isCSpace is C's isspace in the C locale.
+func isCSpace(c byte) bool {
+	return c == ' ' || (c >= '\t' && c <= '\r')
+}
+
+// strtoull parses a word as C's strtoull(s, &end, 10) does, with its
+// leading white space and sign, and reports whether memcached's safe_
+// wrappers accept the result: some digits, nothing but white space after
+// them, no overflow. neg reports a leading minus.
+func strtoull(w []byte) (v uint64, neg, ok bool) {
+	i := 0
+	for i < len(w) && isCSpace(w[i]) {
+		i++
+	}
+	if i < len(w) && (w[i] == '+' || w[i] == '-') {
+		neg = w[i] == '-'
+		i++
+	}
+	start := i
+	for ; i < len(w) && w[i] >= '0' && w[i] <= '9'; i++ {
+		d := uint64(w[i] - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, neg, false // ERANGE
+		}
+		v = v*10 + d
+	}
+	if i == start || (i < len(w) && !isCSpace(w[i])) {
+		return 0, neg, false
+	}
+	return v, neg, true
+}
+
+// safeStrtoull is memcached's safe_strtoull: a negative number is refused
+// only when its unsigned value looks negative as a signed one.
+func safeStrtoull(w []byte) (uint64, bool) {
+	v, neg, ok := strtoull(w)
+	if !ok {
+		return 0, false
+	}
+	if neg {
+		v = -v
+	}
+	if neg && int64(v) < 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+// safeStrtoul is memcached's safe_strtoul on a 64-bit host: the value is
+// parsed as 64 bits and the caller truncates it to 32, so 4294967297 is 1.
+func safeStrtoul(w []byte) (uint64, bool) { return safeStrtoull(w) }
+
+// safeStrtol is memcached's safe_strtol on a 64-bit host: C's strtol with
+// its range check on long; the caller truncates to 32 bits.
+func safeStrtol(w []byte) (int64, bool) {
+	v, neg, ok := strtoull(w)
+	if !ok {
+		return 0, false
+	}
+	if neg {
+		if v > 1<<63 {
+			return 0, false
+		}
+		return int64(-v), true
+	}
+	if v > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(v), true
+}
