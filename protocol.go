@@ -41,40 +41,40 @@ const (
 
 // Replies, with their line ends, so that each is one append.
 const (
-	rError          = "ERROR\r\n"
-	rEnd            = "END\r\n"
-	rStored         = "STORED\r\n"
-	rNotStored      = "NOT_STORED\r\n"
-	rExists         = "EXISTS\r\n"
-	rNotFound       = "NOT_FOUND\r\n"
-	rDeleted        = "DELETED\r\n"
-	rTouched        = "TOUCHED\r\n"
-	rOK             = "OK\r\n"
-	rReset          = "RESET\r\n"
-	rBadFormat      = "CLIENT_ERROR bad command line format\r\n"
-	rBadDataChunk   = "CLIENT_ERROR bad data chunk\r\n"
-	rBadExptime     = "CLIENT_ERROR invalid exptime argument\r\n"
-	rBadDelta       = "CLIENT_ERROR invalid numeric delta argument\r\n"
-	rNonNumeric     = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-	rDeleteUsage    = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
-	rFlushDisabled  = "CLIENT_ERROR flush_all not allowed\r\n"
-	rShutdownMode   = "CLIENT_ERROR invalid shutdown mode\r\n"
-	rShutdownOff    = "ERROR: shutdown not enabled\r\n"
-	rTooLarge       = "SERVER_ERROR object too large for cache\r\n"
-	rNoMemory       = "SERVER_ERROR out of memory storing object\r\n"
-	rNoMemoryDelta  = "SERVER_ERROR out of memory\r\n"
-	rMemTooSmall    = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
-	rMemNotMB       = "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
-	rMemFailed      = "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
-	rDetailUsage    = "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
-	rCachedumpOff   = "CLIENT_ERROR stats cachedump not allowed\r\n"
-	rWatchOff       = "CLIENT_ERROR watch commands not allowed\r\n"
-	rCrawlerOff     = "CLIENT_ERROR lru crawler disabled\r\n"
-	rReassignOff    = "CLIENT_ERROR slab reassignment disabled\r\n"
-	rVersionPrefix  = "VERSION "
-	rValuePrefix    = "VALUE "
-	rCRLF           = "\r\n"
-	rServerErrorFmt = "SERVER_ERROR "
+	rError             = "ERROR\r\n"
+	rEnd               = "END\r\n"
+	rStored            = "STORED\r\n"
+	rNotStored         = "NOT_STORED\r\n"
+	rExists            = "EXISTS\r\n"
+	rNotFound          = "NOT_FOUND\r\n"
+	rDeleted           = "DELETED\r\n"
+	rTouched           = "TOUCHED\r\n"
+	rOK                = "OK\r\n"
+	rReset             = "RESET\r\n"
+	rBadFormat         = "CLIENT_ERROR bad command line format\r\n"
+	rBadDataChunk      = "CLIENT_ERROR bad data chunk\r\n"
+	rBadExptime        = "CLIENT_ERROR invalid exptime argument\r\n"
+	rBadDelta          = "CLIENT_ERROR invalid numeric delta argument\r\n"
+	rNonNumeric        = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+	rDeleteUsage       = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+	rFlushDisabled     = "CLIENT_ERROR flush_all not allowed\r\n"
+	rShutdownMode      = "CLIENT_ERROR invalid shutdown mode\r\n"
+	rShutdownOff       = "ERROR: shutdown not enabled\r\n"
+	rTooLarge          = "SERVER_ERROR object too large for cache\r\n"
+	rNoMemory          = "SERVER_ERROR out of memory storing object\r\n"
+	rNoMemoryDelta     = "SERVER_ERROR out of memory\r\n"
+	rMemTooSmall       = "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+	rMemNotMB          = "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
+	rMemFailed         = "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+	rDetailUsage       = "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+	rCachedumpOff      = "CLIENT_ERROR stats cachedump not allowed\r\n"
+	rWatchOff          = "CLIENT_ERROR watch commands not allowed\r\n"
+	rCrawlerOff        = "CLIENT_ERROR lru crawler disabled\r\n"
+	rReassignOff       = "CLIENT_ERROR slab reassignment disabled\r\n"
+	rVersionPrefix     = "VERSION "
+	rValuePrefix       = "VALUE "
+	rCRLF              = "\r\n"
+	rServerErrorPrefix = "SERVER_ERROR "
 )
 
 // action tells the reactor what to do with a connection after handle returns.
@@ -703,7 +703,7 @@ func serverError(out []byte, noreply bool, err error) []byte {
 	if noreply {
 		return out
 	}
-	out = append(out, rServerErrorFmt...)
+	out = append(out, rServerErrorPrefix...)
 	out = append(out, err.Error()...)
 	return append(out, rCRLF...)
 }
