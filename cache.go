@@ -228,11 +228,17 @@ func shardCount(maxBytes int64, maxItemSize int) int {
 	return n
 }
 
-// Close stops the background reclaimer. The cache stays usable; expired
-// items are then reclaimed only when reached.
+// Close stops the background goroutine and releases the cache's memory at
+// once; every later operation fails with ErrClosed (or misses). A cache that
+// is dropped without Close has its memory released when it is collected.
 func (c *Cache) Close() error {
 	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.crawlDone
+	for _, s := range c.shards {
+		s.mu.Lock()
+		s.release()
+		s.mu.Unlock()
+	}
 	return nil
 }
 
@@ -256,7 +262,9 @@ func (c *Cache) crawler() {
 		now := c.clock()
 		for _, s := range c.shards {
 			s.mu.Lock()
-			s.crawl(crawlSlots, now)
+			if !s.closed() {
+				s.crawl(crawlSlots, now)
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -307,6 +315,23 @@ func checkKey(key []byte) error {
 
 func (c *Cache) shardFor(h uint64) *shard { return c.shards[h&c.shardMask] }
 
+// acquire validates key and returns its shard locked, with the key's hash
+// and the current time; the caller unlocks.
+func (c *Cache) acquire(key []byte) (s *shard, h uint64, now uint32, err error) {
+	if err := checkKey(key); err != nil {
+		return nil, 0, 0, err
+	}
+	h = xxhash.Sum64(key)
+	s = c.shardFor(h)
+	now = c.clock()
+	s.mu.Lock()
+	if s.closed() {
+		s.mu.Unlock()
+		return nil, 0, 0, ErrClosed
+	}
+	return s, h, now, nil
+}
+
 func (c *Cache) casOut(cas uint64) uint64 {
 	if c.noCAS {
 		return 0
@@ -322,13 +347,10 @@ func (c *Cache) item(s *shard, off uint64, value []byte) Item {
 // the value under the shard lock (fn must neither retain value nor call the
 // cache) and returns true. With touch it first sets the expiry, as gat does.
 func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte, flags uint32, cas uint64)) bool {
-	if checkKey(key) != nil {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
 		return false
 	}
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
 	_, off, ok := s.get(key, h, now, touch, exptime)
 	if ok {
 		fn(s.value(off), s.flags(off), c.casOut(s.cas(off)))
@@ -388,13 +410,10 @@ func (c *Cache) GetAndTouch(key []byte, exptime int64) (Item, error) {
 }
 
 func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, Item, error) {
-	if err := checkKey(key); err != nil {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
 		return dst, Item{}, err
 	}
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, off, ok := s.get(key, h, now, touch, exptime)
 	if !ok {
@@ -470,13 +489,10 @@ func (c *Cache) CompareAndSwap(key, value []byte, flags uint32, exptime int64, c
 }
 
 func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime int64, cas uint64) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
 		return 0, err
 	}
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	// memcached counts every store whose item it could allocate, refused
 	// ones included: the too-large and out-of-memory paths take it back.
@@ -567,15 +583,27 @@ func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) 
 	s.bytes += s.size(off)
 }
 
+// refuseTooLarge records a store refused for size before its value was
+// read (the protocol swallows such a value without buffering it): the
+// counter, and for set the removal of the old item, as memcached does.
+func (c *Cache) refuseTooLarge(key []byte, unlinkOld bool) {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return
+	}
+	defer s.mu.Unlock()
+	s.st.storeTooLarge++
+	if slot, _, found := s.lookup(key, h, now); found && unlinkOld {
+		s.unlink(slot)
+	}
+}
+
 // Delete removes the item under key, or returns ErrNotFound.
 func (c *Cache) Delete(key []byte) error {
-	if err := checkKey(key); err != nil {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
 		return err
 	}
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot, _, ok := s.lookup(key, h, now)
 	if !ok {
@@ -589,13 +617,10 @@ func (c *Cache) Delete(key []byte) error {
 
 // Touch sets the expiration of the item under key, or returns ErrNotFound.
 func (c *Cache) Touch(key []byte, exptime int64) error {
-	if err := checkKey(key); err != nil {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
 		return err
 	}
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.cmdTouch++
 	_, off, ok := s.lookup(key, h, now)
@@ -624,13 +649,10 @@ func (c *Cache) Decr(key []byte, delta uint64) (uint64, error) {
 }
 
 func (c *Cache) addDelta(key []byte, delta uint64, incr bool) (uint64, error) {
-	if err := checkKey(key); err != nil {
+	s, h, now, err := c.acquire(key)
+	if err != nil {
 		return 0, err
 	}
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, off, ok := s.lookup(key, h, now)
 	if !ok {
@@ -731,7 +753,9 @@ func (c *Cache) FlushAll(delay time.Duration) {
 func (c *Cache) flushNow() {
 	for _, s := range c.shards {
 		s.mu.Lock()
-		s.clear()
+		if !s.closed() {
+			s.clear()
+		}
 		s.mu.Unlock()
 	}
 }
@@ -809,6 +833,10 @@ func (c *Cache) SetMaxBytes(n int64) error {
 	now := c.clock()
 	for _, s := range c.shards {
 		s.mu.Lock()
+		if s.closed() {
+			s.mu.Unlock()
+			return ErrClosed
+		}
 		s.rebuild(uint64(per), now)
 		s.mu.Unlock()
 	}

@@ -20,16 +20,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// newClockedCache returns a cache on a fake clock. Its background crawler is
-// stopped first, so that the clock is only read by the test goroutine and
-// Advance needs no locking.
+// newClockedCache returns a cache on a fake clock.
 func newClockedCache(t testing.TB, cfg Config) (*Cache, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
 	cfg.Now = clk.Now
-	c := newTestCache(t, cfg)
-	require.NoError(t, c.Close())
-	return c, clk
+	return newTestCache(t, cfg), clk
 }
 
 // itemSize is an item's size as MaxItemSize and Stats.Bytes count it.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/emcache/emcache"
@@ -60,25 +61,26 @@ func ExampleCache_Get() {
 // Exptime follows memcached: up to 30 days it is relative seconds. The
 // example drives a fake clock through Config.Now so expiry is exact.
 func ExampleCache_Set_ttl() {
-	now := time.Unix(1_800_000_000, 0)
+	var now atomic.Int64 // Unix seconds; the cache reads it from its own goroutine too
+	now.Store(1_800_000_000)
 	c, err := emcache.New(emcache.Config{
 		MaxBytes: 16 << 20,
-		Now:      func() time.Time { return now },
+		Now:      func() time.Time { return time.Unix(now.Load(), 0) },
 	})
 	if err != nil {
 		panic(err)
 	}
-	c.Close() // stop the background reclaimer: only this goroutine reads now
+	defer c.Close()
 
 	c.Set([]byte("login"), []byte("token"), 0, 60)
 	it, _ := c.Get([]byte("login"))
 	fmt.Printf("%s expires at %d\n", it.Value, it.Exptime)
 
-	now = now.Add(59 * time.Second)
+	now.Add(59)
 	_, err = c.Get([]byte("login"))
 	fmt.Println("after 59s:", err)
 
-	now = now.Add(time.Second)
+	now.Add(1)
 	_, err = c.Get([]byte("login"))
 	fmt.Println("after 60s:", err)
 	// Output:

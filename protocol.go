@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Version is the version the server reports to `version` and `stats`. It
@@ -643,21 +641,8 @@ func (s *Server) maxItemSize() int {
 // refuseTooLarge records a store refused for its size before its data block
 // was read: memcached counts store_too_large and, for set only, unlinks the
 // old item so that a client never reads a stale value after a failed set.
-// The cache's own refusal needs the value in hand, so this reaches into the
-// shard directly, under its lock, as Cache.store would.
 func (s *Server) refuseTooLarge(cmd storeCmd, key []byte) {
-	c := s.cache
-	h := xxhash.Sum64(key)
-	sh := c.shardFor(h)
-	now := c.clock()
-	sh.mu.Lock()
-	sh.st.storeTooLarge++
-	if cmd == cmdSet {
-		if slot, _, found := sh.lookup(key, h, now); found {
-			sh.unlink(slot)
-		}
-	}
-	sh.mu.Unlock()
+	s.cache.refuseTooLarge(key, cmd == cmdSet)
 }
 
 // store runs the storage command in pc with its data block (value + CRLF).

@@ -3,7 +3,9 @@ package emcache
 import (
 	"bytes"
 	"encoding/binary"
+	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -81,7 +83,8 @@ func (r *ring) phys(pos uint64) uint64 { return r.base + pos%r.size }
 type shard struct {
 	mu sync.Mutex
 
-	buf         []byte
+	mem         *shardMem
+	buf         []byte // mem.buf; nil once closed
 	small, main ring
 
 	// slots hold tag<<32 | (arena offset+1); 0 is empty. The tag is the high
@@ -119,14 +122,60 @@ type counters struct {
 	storeTooLarge, storeNoMemory                              uint64
 }
 
+// initialSlots is a new shard's index size.
+const initialSlots = 1024
+
 func newShard(id uint64, casShift uint, capacity uint64, noEvict bool) *shard {
-	s := &shard{id: id, casShift: casShift, noEvict: noEvict}
-	s.setArena(make([]byte, capacity))
-	s.slots = make([]uint64, 1024)
-	s.mask = uint64(len(s.slots) - 1)
-	s.ghost = make([]uint32, len(s.slots)/ghostRatio)
+	s := &shard{id: id, casShift: casShift, noEvict: noEvict, mem: new(shardMem)}
+	s.setArena(s.mem.arena(int(capacity)))
+	s.setSlots(s.mem.index(initialSlots))
+	runtime.AddCleanup(s, (*shardMem).free, s.mem)
 	return s
 }
+
+// shardMem owns a shard's memory, which lives outside the Go heap where the
+// OS allows (allocBytes). It is separate from the shard so that a cleanup can
+// free it once the shard is unreachable.
+type shardMem struct {
+	buf   []byte
+	slots []byte // the index and ghost table, one mapping
+}
+
+func (m *shardMem) arena(n int) []byte {
+	freeBytes(m.buf)
+	m.buf = allocBytes(n)
+	return m.buf
+}
+
+// index maps n index slots and the ghost table that goes with them.
+func (m *shardMem) index(n int) []byte {
+	freeBytes(m.slots)
+	m.slots = allocBytes(n*8 + n/ghostRatio*4)
+	return m.slots
+}
+
+func (m *shardMem) free() {
+	freeBytes(m.buf)
+	freeBytes(m.slots)
+	m.buf, m.slots = nil, nil
+}
+
+// setSlots points the index and ghost table into mem, as index laid it out.
+func (s *shard) setSlots(mem []byte) {
+	n := len(mem) * ghostRatio / (8*ghostRatio + 4)
+	s.slots = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(mem))), n)
+	s.ghost = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[n*8])), n/ghostRatio)
+	s.mask = uint64(n - 1)
+}
+
+// release frees the shard's memory (Close); the shard is closed after.
+func (s *shard) release() {
+	s.mem.free()
+	s.buf, s.slots, s.ghost = nil, nil, nil
+	s.count, s.bytes = 0, 0
+}
+
+func (s *shard) closed() bool { return s.buf == nil }
 
 func (s *shard) setArena(buf []byte) {
 	s.buf = buf
@@ -256,8 +305,10 @@ func (s *shard) insert(key []byte, h uint64, off uint64) {
 
 func (s *shard) grow() {
 	old := s.slots
-	s.slots = make([]uint64, 2*len(old))
-	s.mask = uint64(len(s.slots) - 1)
+	oldMem := s.mem.slots
+	s.mem.slots = nil // keep old mapped until rehashed
+	s.setSlots(s.mem.index(2 * len(old)))
+	defer freeBytes(oldMem)
 	for _, e := range old {
 		if e == 0 {
 			continue
@@ -268,7 +319,6 @@ func (s *shard) grow() {
 		}
 		s.slots[i] = e
 	}
-	s.ghost = make([]uint32, len(s.slots)/ghostRatio)
 }
 
 func (s *shard) ghostIndex(tag uint32) uint64 { return uint64(tag) & uint64(len(s.ghost)-1) }
@@ -438,10 +488,12 @@ func (s *shard) promote(off, size, h uint64, now uint32) bool {
 }
 
 // place reserves room for a new record of size bytes: in the main ring for
-// keys seen recently (ghost hit or replacing a main-ring item) and for items
-// too big for the small ring, else in the small ring.
+// keys seen recently (ghost hit or replacing a main-ring item), for items
+// too big for the small ring, and while the main ring still has room (the
+// cache is not full, so there is nothing to filter yet and the small ring's
+// pages need not be touched); else in the small ring.
 func (s *shard) place(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
-	if oldInMain || size*4 > s.small.size || s.inGhost(tagOf(h)) {
+	if oldInMain || size*4 > s.small.size || s.main.free() >= 2*size || s.inGhost(tagOf(h)) {
 		return s.alloc(&s.main, size, now)
 	}
 	return s.alloc(&s.small, size, now)
@@ -497,11 +549,13 @@ func (s *shard) crawl(n int, now uint32) {
 // rebuild moves every live item into a fresh arena of the given capacity,
 // oldest first, evicting the oldest when they do not all fit.
 func (s *shard) rebuild(capacity uint64, now uint32) {
-	oldBuf := s.buf
+	oldBuf, oldSlots := s.buf, s.slots
+	oldMem := *s.mem
+	defer oldMem.free()
+	*s.mem = shardMem{}
 	rings := []ring{s.main, s.small}
-	s.setArena(make([]byte, capacity))
-	oldSlots := s.slots
-	s.slots = make([]uint64, len(oldSlots))
+	s.setArena(s.mem.arena(int(capacity)))
+	s.setSlots(s.mem.index(len(oldSlots)))
 	s.count, s.bytes = 0, 0
 	for _, r := range rings {
 		for pos := r.tail; pos < r.head; {
