@@ -140,6 +140,16 @@ type protoConn struct {
 	getStart int
 }
 
+// pending returns the input a request in progress needs in all once that is
+// known (a data block being read), else 0, so the reactor can size the
+// connection's buffer once instead of doubling and copying.
+func (pc *protoConn) pending() int {
+	if pc.state == stData {
+		return pc.vlen + 2
+	}
+	return 0
+}
+
 // handle executes complete requests from in (at most maxReqs of them),
 // appending replies to out.
 //

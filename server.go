@@ -1021,7 +1021,7 @@ func (w *worker) serve(c *conn) {
 		rest := data[n:]
 		if shared {
 			if len(rest) > 0 {
-				c.in = append(w.takeBuf(len(rest)), rest...)
+				c.in = append(w.takeBuf(max(len(rest), c.proto.pending())), rest...)
 			}
 		} else if k := copy(c.in, rest); k > 0 {
 			c.in = c.in[:k]
@@ -1148,14 +1148,15 @@ func (w *worker) flush(c *conn, out []byte) error {
 // up to MaxItemSize+lineSlack; false when it is full at that size.
 func (w *worker) growIn(c *conn) bool {
 	spare := cap(c.in) - len(c.in)
-	if spare >= cap(c.in)/4 {
-		return true
+	need := c.proto.pending()
+	if spare >= cap(c.in)/4 || (need > 0 && need <= cap(c.in)) {
+		return spare > 0
 	}
 	limit := w.s.cfg.MaxItemSize + lineSlack
 	if cap(c.in) >= limit {
 		return spare > 0
 	}
-	nb := make([]byte, len(c.in), min(2*cap(c.in), limit))
+	nb := make([]byte, len(c.in), min(max(2*cap(c.in), need), limit))
 	copy(nb, c.in)
 	w.putBuf(c.in)
 	c.in = nb
