@@ -377,15 +377,11 @@ func TestRunRejectsBadCommandLines(t *testing.T) {
 	}
 }
 
-func TestRunRefusesRootWithoutUser(t *testing.T) {
+func TestRunRootUserChecks(t *testing.T) {
 	if !isRoot() {
-		t.Skip("only root is refused")
+		t.Skip("only root switches user")
 	}
 	var out, errOut bytes.Buffer
-	assert.Equal(t, exitUsage, run([]string{"-p", "0"}, &out, &errOut))
-	assert.Contains(t, errOut.String(), "can't run as root without the -u switch")
-
-	errOut.Reset()
 	assert.Equal(t, exitNoUser, run([]string{"-p", "0", "-u", "no-such-user-emcached"}, &out, &errOut))
 	assert.Contains(t, errOut.String(), "can't find the user no-such-user-emcached to switch to")
 }

@@ -71,10 +71,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var cred *credential
-	if isRoot() {
-		if o.user == "" {
-			return report(out, failf(exitUsage, "can't run as root without the -u switch"))
-		}
+	if isRoot() && o.user == "" && ready == nil {
+		// memcached refuses to start here; emcached warns instead, so that
+		// `go run ./cmd/emcached` works on a fresh machine where the
+		// developer is root (containers, CI).
+		fmt.Fprintln(out, "WARNING: running as root without -u; pass -u <user> to drop privileges (memcached refuses to start)")
+	}
+	if isRoot() && o.user != "" {
 		if cred, err = lookupUser(o.user); err != nil {
 			return report(out, failf(exitNoUser, "can't find the user %s to switch to", o.user))
 		}
