@@ -3,6 +3,7 @@ package emcache
 import (
 	"net/netip"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -132,33 +133,32 @@ func (p *poller) close() error {
 
 // readFd reads once; errWouldBlock replaces EAGAIN.
 func readFd(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		switch err {
-		case nil:
-			return n, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return 0, errWouldBlock
-		}
-		return 0, err
-	}
+	return rawIO(unix.SYS_READ, fd, b)
 }
 
-// writeFd writes once; errWouldBlock replaces EAGAIN.
 func writeFd(fd int, b []byte) (int, error) {
+	return rawIO(unix.SYS_WRITE, fd, b)
+}
+
+// rawIO reads or writes a non-blocking fd with a raw system call: it never
+// blocks, so the Go scheduler need not be told (entersyscall/exitsyscall
+// cost about as much as the loopback copy of a small reply).
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
 	for {
-		n, err := unix.Write(fd, b)
-		switch err {
-		case nil:
-			return n, nil
+		n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(p), uintptr(len(b)))
+		switch errno {
+		case 0:
+			return int(n), nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return 0, errWouldBlock
 		}
-		return 0, err
+		return 0, errno
 	}
 }
 
