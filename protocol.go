@@ -116,6 +116,12 @@ type protoConn struct {
 	// started is set once the first byte arrived: memcached picks the
 	// protocol of a connection from its first byte.
 	started bool
+	// binary is set when that byte chose the binary protocol (binary.go),
+	// which then serves every request of the connection.
+	binary bool
+	bin    binConn
+	// auth is the state of SASL or ASCII authentication (auth.go).
+	auth authConn
 
 	// The storage command of stData, kept so its line need not stay buffered
 	// while a large value trickles in.
@@ -130,6 +136,8 @@ type protoConn struct {
 
 	// swallow is how many bytes of a refused data block are still to come.
 	swallow int
+	// meta is the rest of an ms command whose block is pending (meta.go).
+	meta metaSetState
 
 	// The retrieval of stGetKeys/stGetDrop.
 	getCAS, getTouch bool
@@ -169,6 +177,9 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 		maxReqs = math.MaxInt
 	}
 	pc.getStart = -1
+	if pc.binary {
+		return s.handleBinary(pc, in, out, maxReqs)
+	}
 	for {
 		switch pc.state {
 		case stSwallow:
@@ -211,13 +222,31 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 		if n == len(in) || reqs >= maxReqs {
 			return n, out, reqs, actNone
 		}
+		if reqs > 0 && len(out) > s.cfg.MaxOutput {
+			// Backpressure: the reactor yields (as for -R) and stops
+			// reading until the client drains its replies.
+			return n, out, maxReqs, actNone
+		}
 		if !pc.started {
 			pc.started = true
-			if in[n] == 0x80 {
-				// The binary protocol's request magic. Not served yet: close,
-				// as a server without binary support would.
-				return n, out, reqs, actClose
+			if s.binaryFirst(in[n]) {
+				pc.binary = true
+				k, o, r, a := s.handleBinary(pc, in[n:], out, maxReqs-reqs)
+				return n + k, o, reqs + r, a
 			}
+		}
+		if s.cfg.ASCIIAuth && !pc.auth.authed {
+			// -Y: nothing but the authentication token until it is right.
+			k, o, answered, a := s.asciiAuth(pc, in[n:], out)
+			n, out = n+k, o
+			if !answered {
+				return n, out, reqs, a
+			}
+			reqs++
+			if a != actNone {
+				return n, out, reqs, a
+			}
+			continue
 		}
 		rest := in[n:]
 		nl := bytes.IndexByte(rest, '\n')
@@ -240,7 +269,13 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 			line = line[:nl-1]
 		}
 		var consumed int
-		consumed, out, act = s.command(pc, rest, line, nl+1, out)
+		faulted := false
+		if s.fault.Load() != nil { // a test's injected failure (fault.go): one load when none
+			consumed, out, act, faulted = s.injectFault(pc, line, nl+1, out)
+		}
+		if !faulted {
+			consumed, out, act = s.command(pc, rest, line, nl+1, out)
+		}
 		if act != actNone {
 			return n + consumed, out, reqs + 1, act
 		}
@@ -391,12 +426,6 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 	if bytes.HasPrefix(t[nt-2], []byte("HTTP/")) {
 		return lineLen, out, actClose
 	}
-	return lineLen, append(out, rError...), actNone
-}
-
-// meta will serve the meta protocol (mg, ms, md, ma, mn, me). Until then
-// those commands are unknown, as on a memcached that predates them.
-func (s *Server) meta(_ *protoConn, _ []byte, _ *[maxTokens][]byte, _ int, lineLen int, out []byte) (int, []byte, action) {
 	return lineLen, append(out, rError...), actNone
 }
 
@@ -657,6 +686,9 @@ func (s *Server) refuseTooLarge(cmd storeCmd, key []byte) {
 
 // store runs the storage command in pc with its data block (value + CRLF).
 func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
+	if pc.meta.pending {
+		return s.metaSetBlock(pc, key, block, out)
+	}
 	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
 		return reply(out, pc.noreply, rBadDataChunk)
 	}

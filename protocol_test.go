@@ -138,7 +138,6 @@ func TestTextProtocolCommands(t *testing.T) {
 		{name: "case sensitive", req: "GET a\r\nSet a 0 0 1\r\n", want: "ERROR\r\nERROR\r\n"},
 		{name: "empty line", req: "\r\n\n", want: "ERROR\r\nERROR\r\n"},
 		{name: "unknown", req: "foo bar\r\nx\r\n", want: "ERROR\r\nERROR\r\n"},
-		{name: "meta not served", req: "mg a v\r\nmn\r\n", want: "ERROR\r\nERROR\r\n"},
 		{name: "http closes", req: "GET / HTTP/1.1\r\n", closed: true},
 
 		// storage
@@ -309,14 +308,6 @@ func TestTextProtocolShutdown(t *testing.T) {
 	case <-time.After(protoIOTimeout):
 		t.Fatal("server still running after shutdown")
 	}
-}
-
-func TestTextProtocolBinaryMagicCloses(t *testing.T) {
-	_, addr := startProtoServer(t, ServerConfig{}, Config{})
-	conn := protoDial(t, addr)
-	_, err := conn.Write([]byte{0x80, 0x0b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	require.NoError(t, err)
-	requireProtoClosed(t, conn, "")
 }
 
 func TestTextProtocolLineLimit(t *testing.T) {
@@ -543,7 +534,7 @@ func TestTextProtocolStats(t *testing.T) {
 		"maxbytes": strconv.Itoa(4 << 20), "maxconns": "1024", "item_size_max": strconv.Itoa(protoItemSize),
 		"cas_enabled": "yes", "flush_enabled": "yes", "evictions": "on", "tcp_backlog": "1024",
 		"reqs_per_event": "20", "num_threads": "4", "domain_socket": "NULL", "idle_timeout": "3600",
-		"binding_protocol": "ascii", "inter": "127.0.0.1", "udpport": "0",
+		"binding_protocol": "auto-negotiate", "inter": "127.0.0.1", "udpport": "0",
 	} {
 		assert.Equal(t, want, settings[k], "stats settings %s", k)
 	}

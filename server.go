@@ -70,6 +70,24 @@ type ServerConfig struct {
 	Verbosity int
 	// Logger receives errors and verbose output; nil discards them.
 	Logger *slog.Logger
+	// Protocol is what connections speak (-B): "auto" (the default when
+	// empty) picks the text or binary protocol per connection from its
+	// first byte, as memcached does; "ascii" and "binary" force one. SASL
+	// implies "binary" and ASCIIAuth "ascii"; naming another is an error,
+	// as in memcached.
+	Protocol string
+	// SASL makes binary clients authenticate with SASL PLAIN as one of
+	// Credentials before any command but VERSION (-S). Like memcached it
+	// serves the binary protocol only: text connections are closed.
+	SASL bool
+	// ASCIIAuth makes text clients authenticate first (-Y): their first
+	// command must be a set whose data is "user password", one of
+	// Credentials; until then every command gets CLIENT_ERROR
+	// unauthenticated.
+	ASCIIAuth bool
+	// Credentials are the users SASL and ASCIIAuth accept; see
+	// [ParseCredentials] for memcached's file format.
+	Credentials []Credential
 }
 
 const (
@@ -160,6 +178,41 @@ func (cfg *ServerConfig) fill(c *Cache) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	return cfg.fillAuth()
+}
+
+// fillAuth checks Protocol against the authentication settings, as
+// memcached's start-up does, and settles it.
+func (cfg *ServerConfig) fillAuth() error {
+	switch cfg.Protocol {
+	case "", "auto", "ascii", "binary":
+	default:
+		return fmt.Errorf("emcache: ServerConfig.Protocol %q is not auto, ascii or binary", cfg.Protocol)
+	}
+	switch {
+	case cfg.SASL && cfg.ASCIIAuth:
+		return errors.New("emcache: ServerConfig.SASL and ASCIIAuth exclude each other: SASL is binary-only, ASCIIAuth text-only")
+	case cfg.SASL && cfg.Protocol != "" && cfg.Protocol != "binary":
+		return fmt.Errorf("emcache: ServerConfig.SASL serves the binary protocol only, not Protocol %q", cfg.Protocol)
+	case cfg.ASCIIAuth && cfg.Protocol != "" && cfg.Protocol != "ascii":
+		return fmt.Errorf("emcache: ServerConfig.ASCIIAuth serves the text protocol only, not Protocol %q", cfg.Protocol)
+	case (cfg.SASL || cfg.ASCIIAuth) && len(cfg.Credentials) == 0:
+		return errors.New("emcache: ServerConfig.SASL and ASCIIAuth need Credentials")
+	}
+	for i, c := range cfg.Credentials {
+		if c.User == "" {
+			return fmt.Errorf("emcache: ServerConfig.Credentials[%d] has no User", i)
+		}
+	}
+	cfg.Credentials = slices.Clone(cfg.Credentials)
+	switch {
+	case cfg.SASL:
+		cfg.Protocol = "binary"
+	case cfg.ASCIIAuth:
+		cfg.Protocol = "ascii"
+	case cfg.Protocol == "":
+		cfg.Protocol = "auto"
+	}
 	return nil
 }
 
@@ -178,6 +231,8 @@ type Server struct {
 	next      atomic.Uint32 // round-robin cursor (memcached's last_thread)
 	open      atomic.Int64  // client connections, for MaxConns
 	rejected  atomic.Uint64
+	authStats authStats                // auth_cmds, auth_errors (auth.go)
+	fault     atomic.Pointer[faultRun] // InjectFault's pending fault, nil when none (fault.go)
 
 	mode       atomic.Int32  // modeRun, modeDrain or modeClose; only grows
 	quit       chan struct{} // closed when accepting stops

@@ -154,8 +154,8 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "touch_misses", cs.TouchMisses)
 	out = appendStat(out, "store_too_large", cs.StoreTooLarge)
 	out = appendStat(out, "store_no_memory", cs.StoreNoMemory)
-	out = appendStat(out, "auth_cmds", 0)
-	out = appendStat(out, "auth_errors", 0)
+	out = appendStat(out, "auth_cmds", s.authStats.cmds.Load())
+	out = appendStat(out, "auth_errors", s.authStats.errors.Load())
 	if s.cfg.IdleTimeout > 0 {
 		out = appendStat(out, "idle_kicks", ss.IdleKicks)
 	}
@@ -201,7 +201,10 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	if len(s.cache.shards) > 0 && s.cache.shards[0].noEvict {
 		evict = "off"
 	}
-	binding := "ascii"
+	binding := cfg.Protocol // memcached's prot_text names
+	if binding == "auto" || binding == "" {
+		binding = "auto-negotiate"
+	}
 
 	out = appendStat(out, "maxbytes", uint64(s.cache.MaxBytes()))
 	out = appendStat(out, "maxconns", uint64(cfg.MaxConns))
@@ -220,8 +223,8 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "cas_enabled", yesNo(!s.cache.noCAS))
 	out = appendStat(out, "tcp_backlog", uint64(cfg.Backlog))
 	out = appendStatStr(out, "binding_protocol", binding)
-	out = appendStatStr(out, "auth_enabled_sasl", "no")
-	out = appendStatStr(out, "auth_enabled_ascii", "no")
+	out = appendStatStr(out, "auth_enabled_sasl", yesNo(cfg.SASL))
+	out = appendStatStr(out, "auth_enabled_ascii", yesNo(cfg.ASCIIAuth))
 	out = appendStat(out, "item_size_max", uint64(s.maxItemSize()))
 	out = appendStatStr(out, "maxconns_fast", "yes")
 	out = appendStatStr(out, "slab_reassign", "no")

@@ -80,6 +80,9 @@ type options struct {
 	daemon       bool
 	pidFile      string
 	idleTimeout  time.Duration // -o idle_timeout
+	protocol     string        // -B; "" when not given
+	sasl         bool          // -S
+	authFile     string        // -Y
 
 	// warnings are printed before the server starts: options accepted for
 	// compatibility that change nothing here.
@@ -280,9 +283,8 @@ var optSpecs = []optSpec{
 	}},
 	{'B', "protocol", requiredArg, func(o *options, v string, _ bool) error {
 		switch v {
-		case "auto":
-		case "ascii", "binary":
-			o.warnf("-B %s has no effect: emcached picks the protocol per connection from its first byte", v)
+		case "auto", "ascii", "binary":
+			o.protocol = v
 		default:
 			return failf(exitUsage, "Invalid value for binding protocol: %s\n -- should be one of auto, binary, or ascii", v)
 		}
@@ -296,13 +298,19 @@ var optSpecs = []optSpec{
 		o.maxItemSize = n
 		return nil
 	}},
-	{'S', "enable-sasl", noArg, refuse("-S (SASL authentication)")},
+	{'S', "enable-sasl", noArg, func(o *options, _ string, _ bool) error {
+		o.sasl = true
+		return nil
+	}},
 	{'F', "disable-flush-all", noArg, func(o *options, _ string, _ bool) error {
 		o.noFlush = true
 		return nil
 	}},
 	{'e', "memory-file", requiredArg, refuse("-e (restartable memory file)")},
-	{'Y', "auth-file", requiredArg, refuse("-Y (ASCII authentication)")},
+	{'Y', "auth-file", requiredArg, func(o *options, v string, _ bool) error {
+		o.authFile = v
+		return nil
+	}},
 	{'Z', "enable-ssl", noArg, refuse("-Z (TLS)")},
 	{'o', "extended", requiredArg, func(o *options, v string, _ bool) error {
 		return o.parseSubopts(v)
@@ -564,6 +572,16 @@ func parseArgs(args []string) (*options, error) {
 	// come in either order.
 	if int64(o.maxItemSize) > o.maxBytes/2 {
 		return nil, failf(exitUsage, "Cannot set item size limit higher than 1/2 of memory max.")
+	}
+	// SASL is binary-only and the -Y token text-only: each picks the
+	// protocol, and memcached refuses a -B naming another.
+	switch {
+	case o.sasl && o.authFile != "":
+		return nil, failf(exitUsage, "ERROR: You cannot use SASL (-S) and ascii authentication tokens (-Y) together.")
+	case o.sasl && o.protocol != "" && o.protocol != "binary":
+		return nil, failf(exitUsage, "ERROR: You cannot allow the ASCII protocol while using SASL.")
+	case o.authFile != "" && o.protocol != "" && o.protocol != "ascii":
+		return nil, failf(exitUsage, "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.")
 	}
 	if o.unixSocket != "" && len(o.listen) > 0 {
 		o.warnf("-l has no effect with -s: a UNIX socket disables TCP")

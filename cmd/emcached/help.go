@@ -50,14 +50,15 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -C, --disable-cas         disable use of CAS
 -b, --listen-backlog=<num> set the backlog queue limit (default: 1024)
 -B, --protocol=<name>     protocol - one of ascii, binary, or auto (default: auto-negotiate)
-                          emcached always negotiates per connection
 -I, --max-item-size=<num> adjusts max item size
                           (default: 1m, min: 1k, max: 1024m, at most -m/2)
--S, --enable-sasl         turn on Sasl authentication (not supported)
+-S, --enable-sasl         turn on Sasl authentication (PLAIN; users from the
+                          user:password file $MEMCACHED_SASL_PWDB names)
 -F, --disable-flush-all   disable flush_all command
 -X, --disable-dumping     disable stats cachedump and lru_crawler metadump (ignored)
 -W, --disable-watch       disable watch commands (ignored)
--Y, --auth-file=<file>    enable ASCII protocol authentication (not supported)
+-Y, --auth-file=<file>    enable ASCII protocol authentication. format:
+                          user:pass lines
 -e, --memory-file=<file>  mmap a file for item memory (not supported)
 -Z, --enable-ssl          enable TLS/SSL (not supported)
 -N, --napi-ids=<num>      number of napi ids (ignored)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return report(out, failf(exitNoUser, "can't find the user %s to switch to", o.user))
 		}
 	}
+	users, err := loadCredentials(o, os.Getenv)
+	if err != nil {
+		return report(out, err)
+	}
 	listeners, err := o.tcpListeners()
 	if err != nil {
 		return report(out, err)
@@ -93,10 +98,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.daemon && ready == nil {
 		return startDaemon(args, o.verbosity > 0, stderr)
 	}
-	return serve(o, addrs, cred, out, stderr, ready)
+	return serve(o, addrs, users, cred, out, stderr, ready)
 }
 
-func serve(o *options, addrs []string, cred *credential, out *switchWriter, stderr io.Writer, ready *os.File) int {
+func serve(o *options, addrs []string, users []emcache.Credential, cred *credential, out *switchWriter, stderr io.Writer, ready *os.File) int {
 	log := newLogger(out, o.verbosity)
 
 	// Registered before listening so that a signal arriving as soon as the
@@ -139,6 +144,10 @@ func serve(o *options, addrs []string, cred *credential, out *switchWriter, stde
 			DisableFlush:   o.noFlush,
 			Verbosity:      o.verbosity,
 			Logger:         log,
+			Protocol:       o.protocol,
+			SASL:           o.sasl,
+			ASCIIAuth:      o.authFile != "",
+			Credentials:    users,
 		})
 		if err != nil {
 			return report(out, failf(exitOSErr, "failed to listen: %v", err))
@@ -205,6 +214,45 @@ func serve(o *options, addrs []string, cred *credential, out *switchWriter, stde
 	}
 	log.Info("Exiting normally")
 	return 0
+}
+
+// saslPasswordsEnv names the file of user:password lines -S checks, as
+// memcached's does.
+const saslPasswordsEnv = "MEMCACHED_SASL_PWDB"
+
+// loadCredentials reads the users of -Y's file or, with -S, of the file
+// MEMCACHED_SASL_PWDB names. They are read once, at start-up, before
+// privileges are dropped.
+func loadCredentials(o *options, getenv func(string) string) ([]emcache.Credential, error) {
+	path := o.authFile
+	if o.sasl {
+		if path = getenv(saslPasswordsEnv); path == "" {
+			return nil, failf(exitFail, "-S needs the %s environment variable: the path of a file of user:password lines", saslPasswordsEnv)
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, failf(exitFail, "Could not open the auth file: %v", err)
+	}
+	defer f.Close()
+	users, err := emcache.ParseCredentials(f)
+	if err != nil {
+		return nil, failf(exitFail, "Auth file %s has a malformed entry. Should be 'user:password': %v", path, err)
+	}
+	if len(users) == 0 {
+		return nil, failf(exitFail, "Auth file %s has no user:password entries", path)
+	}
+	if o.sasl {
+		// memcached's SASL password file may add fields after the
+		// password, separated by another colon.
+		for i := range users {
+			users[i].Password, _, _ = strings.Cut(users[i].Password, ":")
+		}
+	}
+	return users, nil
 }
 
 // shutdown stops srv gracefully within shutdownTimeout; a second signal

@@ -1,0 +1,133 @@
+package emcache_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emcache/emcache"
+)
+
+// roundTrip sends a request on conn and returns the reply's lines, with
+// "\n" line ends, up to the one that starts with last.
+func roundTrip(conn net.Conn, r *bufio.Reader, req, last string) string {
+	if _, err := io.WriteString(conn, req); err != nil {
+		log.Fatal(err)
+	}
+	var b strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			log.Fatal(err)
+		}
+		b.WriteString(strings.TrimSuffix(line, "\r\n") + "\n")
+		if strings.HasPrefix(line, last) {
+			return b.String()
+		}
+	}
+}
+
+// A program can serve its cache to other processes while it keeps using
+// the cache directly.
+func ExampleCache_Serve() {
+	c, err := emcache.New(emcache.Config{MaxBytes: 64 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	// Port 0 lets the kernel pick a free port; Addr tells which.
+	srv, err := c.Serve(emcache.ServerConfig{Addrs: []string{"127.0.0.1:0"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+
+	c.Set([]byte("greeting"), []byte("hello"), 0, 0)
+
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "get greeting\r\n")
+	r := bufio.NewReader(conn)
+	for range 3 {
+		line, _ := r.ReadString('\n')
+		fmt.Println(strings.TrimSuffix(line, "\r\n"))
+	}
+	// Output:
+	// VALUE greeting 0 5
+	// hello
+	// END
+}
+
+// Shutdown stops a server gracefully, as emcached does on SIGTERM: it
+// accepts no more connections, sends the replies already due, then closes
+// every connection.
+func ExampleServer_Shutdown() {
+	c, err := emcache.New(emcache.Config{MaxBytes: 64 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := c.Serve(emcache.ServerConfig{Addrs: []string{"127.0.0.1:0"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	fmt.Print(roundTrip(conn, r, "set k 0 0 1\r\nv\r\n", "STORED"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Print("shutdown cut short: ", err)
+	}
+	<-srv.Done() // closed once every goroutine and connection is gone
+	_, err = r.ReadByte()
+	fmt.Println("client sees:", err)
+	// Output:
+	// STORED
+	// client sees: EOF
+}
+
+// InjectFault lets a client's tests see the failures a real memcached can
+// return, on demand.
+func ExampleServer_InjectFault() {
+	c, err := emcache.New(emcache.Config{MaxBytes: 8 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := c.Serve(emcache.ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+
+	// The next store fails as memcached's do when memory runs out.
+	err = srv.InjectFault(1, emcache.Fault{Command: "set", Reply: "SERVER_ERROR out of memory storing object"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(roundTrip(conn, r, "set k 0 0 1\r\nv\r\n", ""))
+	fmt.Print(roundTrip(conn, r, "set k 0 0 1\r\nv\r\n", ""))
+	// Output:
+	// SERVER_ERROR out of memory storing object
+	// STORED
+}

@@ -1,0 +1,716 @@
+package emcache
+
+import (
+	"encoding/base64"
+	"math"
+	"strconv"
+)
+
+// The meta protocol: mg, ms, md, ma, mn and me, as memcached 1.6.18 parses
+// and answers them (proto_text.c: _meta_flag_preparse, process_mget_command
+// and its siblings), with the flags later releases added: E on every
+// command, x on md, C on mg, s and N on ms.
+//
+// A command is `<cm> <key> [<datalen>] <flag>*`, each flag one character
+// with its token glued on (T30, Oabc). The reply is a two-letter code and
+// the requested return flags in the order they were asked for. Errors are
+// never hidden by q, which hides only the nominal code of each command.
+
+// Limits of memcached's meta commands (proto_text.c).
+const (
+	// metaMaxTokens is MFLAG_MAX_OPT_LENGTH: a meta command has fewer
+	// tokens, counting the command, key, flags and the terminal token.
+	metaMaxTokens = 20
+	// metaMaxOpaque is MFLAG_MAX_OPAQUE_LENGTH, the longest O token, its O
+	// included.
+	metaMaxOpaque = 32
+)
+
+// Meta replies, with their line ends.
+const (
+	rMetaNoop            = "MN\r\n"
+	rMetaMissLine        = "EN\r\n"
+	rMetaFlagsTooLongGet = "CLIENT_ERROR options flags are too long\r\n"
+	rMetaFlagsTooLong    = "CLIENT_ERROR options flags too long\r\n"
+	rMetaInvalidFlag     = "CLIENT_ERROR invalid flag\r\n"
+	rMetaDuplicateFlag   = "CLIENT_ERROR duplicate flag\r\n"
+	rMetaInvalidOrDup    = "CLIENT_ERROR invalid or duplicate flag\r\n"
+	rMetaBadToken        = "CLIENT_ERROR bad token in command line format\r\n"
+	rMetaBadKey          = "CLIENT_ERROR error decoding key\r\n"
+	rMetaBadInitial      = "CLIENT_ERROR invalid numeric initial value\r\n"
+	rMetaBadDelta        = "CLIENT_ERROR invalid numeric delta value\r\n"
+	rMetaModeLength      = "CLIENT_ERROR incorrect length for M token\r\n"
+	rMetaOpaqueTooLong   = "CLIENT_ERROR opaque token too long\r\n"
+	rMetaSetMode         = "CLIENT_ERROR invalid mode for ms M token\r\n"
+	rMetaArithMode       = "CLIENT_ERROR invalid mode for ma M token\r\n"
+	rMetaNoMemoryNew     = "SERVER_ERROR Out of memory allocating new item\r\n"
+)
+
+// metaFlags are a meta command's flags as memcached's _meta_flag_preparse
+// reads them. Every command accepts every flag it knows; each command uses
+// the ones that mean something to it.
+type metaFlags struct {
+	key         []byte // the key, decoded when b is given
+	binary      bool   // b
+	decodedLen  int    // the length of the key b decoded
+	quiet       bool   // q
+	value       bool   // v
+	noBump      bool   // u
+	touch       bool   // T
+	vivify      bool   // N
+	stale       bool   // I
+	removeValue bool   // x
+	hasCAS      bool   // C
+	hasCASIn    bool   // E
+	mode        byte   // M
+	exptime     int64  // T
+	vivExptime  int64  // N
+	recacheTTL  int64  // R
+	clientFlags uint32 // F
+	cas         uint64 // C
+	casIn       uint64 // E
+	delta       uint64 // D
+	initial     uint64 // J
+	opaque      []byte // the O token, O included
+}
+
+// parseMetaFlags reads the flag tokens toks into f and returns "" or the
+// error reply, and the key: f.key, or with a b flag f.key decoded into kbuf.
+// The caller stores the key in f, so that kbuf can stay on its stack. Like
+// memcached it stops at the first unknown or repeated flag but reads on
+// past a bad token, the last one named in the reply.
+func parseMetaFlags(toks [][]byte, f *metaFlags, kbuf *[MaxKeyLen]byte) (string, []byte) {
+	e := parseMetaTokens(toks, f, kbuf)
+	if f.binary {
+		return e, kbuf[:f.decodedLen]
+	}
+	return e, f.key
+}
+
+func parseMetaTokens(toks [][]byte, f *metaFlags, kbuf *[MaxKeyLen]byte) string {
+	var seen [2]uint64
+	bad := ""
+	for _, tok := range toks {
+		o := tok[0]
+		if o >= 127 || seen[o>>6]&(1<<(o&63)) != 0 {
+			return rMetaDuplicateFlag
+		}
+		seen[o>>6] |= 1 << (o & 63)
+		arg := tok[1:]
+		switch o {
+		case 'b':
+			f.decodedLen = base64Decode(kbuf[:], f.key)
+			f.binary = true
+			if f.decodedLen == 0 {
+				bad = rMetaBadKey
+			}
+		case 'N':
+			f.vivify = true
+			if v, ok := safeStrtol(arg); ok {
+				f.vivExptime = exptimeArg(v)
+			} else {
+				bad = rMetaBadToken
+			}
+		case 'T':
+			if v, ok := safeStrtol(arg); ok {
+				f.exptime, f.touch = exptimeArg(v), true
+			} else {
+				bad = rMetaBadToken
+			}
+		case 'R':
+			if v, ok := safeStrtol(arg); ok {
+				f.recacheTTL = exptimeArg(v)
+			} else {
+				bad = rMetaBadToken
+			}
+		case 'O':
+			f.opaque = tok
+		case 'P', 'L', 'k', 's', 't', 'c', 'f', 'l', 'h':
+			// Return flags, read again when the reply is built; P and L
+			// are proxy hints memcached ignores.
+		case 'v':
+			f.value = true
+		case 'u':
+			f.noBump = true
+		case 'q':
+			f.quiet = true
+		case 'x':
+			f.removeValue = true
+		case 'F':
+			if v, ok := safeStrtoul(arg); ok {
+				f.clientFlags = uint32(v)
+			} else if bad == "" {
+				bad = rBadFormat // memcached names no reason for F
+			}
+		case 'C':
+			if v, ok := safeStrtoull(arg); ok {
+				f.cas, f.hasCAS = v, true
+			} else {
+				bad = rMetaBadToken
+			}
+		case 'E':
+			if v, ok := safeStrtoull(arg); ok {
+				f.casIn, f.hasCASIn = v, true
+			} else {
+				bad = rMetaBadToken
+			}
+		case 'M':
+			if len(tok) != 2 {
+				bad = rMetaModeLength
+			} else {
+				f.mode = tok[1]
+			}
+		case 'J':
+			if v, ok := safeStrtoull(arg); ok {
+				f.initial = v
+			} else {
+				bad = rMetaBadInitial
+			}
+		case 'D':
+			if v, ok := safeStrtoull(arg); ok {
+				f.delta = v
+			} else {
+				bad = rMetaBadDelta
+			}
+		case 'I':
+			f.stale = true
+		default:
+			return rMetaInvalidFlag
+		}
+	}
+	return bad
+}
+
+// meta runs a meta command: a two-letter command starting with m.
+func (s *Server) meta(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lineLen int, out []byte) (int, []byte, action) {
+	switch t[0][1] {
+	case 'g':
+		return lineLen, s.mgCmd(t, nt, out), actNone
+	case 's':
+		n, o := s.msCmd(pc, rest, t, nt, lineLen, out)
+		return n, o, actNone
+	case 'd':
+		return lineLen, s.mdCmd(t, nt, out), actNone
+	case 'a':
+		return lineLen, s.maCmd(t, nt, out), actNone
+	case 'n':
+		// The reactor flushes what handle produced when it returns, so
+		// mn needs nothing more to end a quiet pipeline.
+		return lineLen, append(out, rMetaNoop...), actNone
+	case 'e':
+		return lineLen, s.meCmd(t, nt, out), actNone
+	}
+	return lineLen, append(out, rError...), actNone
+}
+
+// metaCheck applies the checks memcached makes before it reads a meta
+// command's flags and returns "" or the error reply; tooLong is the reply
+// for too many tokens, which mg words differently.
+func metaCheck(t *[maxTokens][]byte, nt int, tooLong string) string {
+	switch {
+	case nt < 3:
+		return rError
+	case len(t[1]) > MaxKeyLen:
+		return rBadFormat
+	case nt > metaMaxTokens:
+		return tooLong
+	}
+	return ""
+}
+
+// mgCmd runs mg <key> <flag>*.
+func (s *Server) mgCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
+	if e := metaCheck(t, nt, rMetaFlagsTooLongGet); e != "" {
+		return append(out, e...)
+	}
+	toks := t[2 : nt-1]
+	var kbuf [MaxKeyLen]byte
+	f := metaFlags{key: t[1]}
+	e, key := parseMetaFlags(toks, &f, &kbuf)
+	if e != "" {
+		return append(out, e...)
+	}
+	f.key = key
+	if len(f.opaque) > metaMaxOpaque {
+		return append(out, rMetaOpaqueTooLong...)
+	}
+	a := metaGetArgs{
+		noBump: f.noBump, touch: f.touch, vivify: f.vivify,
+		hasCASIn: f.hasCASIn, casIn: f.casIn, binary: f.binary,
+	}
+	hit := s.cache.metaGet(f.key, &a, func(it metaItem, created bool) {
+		out = appendMetaHit(out, it, created, toks, &f)
+	})
+	if hit || f.quiet {
+		return out
+	}
+	// A miss echoes only the opaque and the key.
+	out = append(out, "EN"...)
+	out = appendMetaEcho(out, toks, f.key, f.binary)
+	return append(out, rCRLF...)
+}
+
+// appendMetaHit appends mg's reply for a hit. It walks the flags in their
+// order, as memcached does: T and N change the TTL where they stand, so a t
+// before them reports the TTL the item had, and R compares the TTL as it is
+// at that point.
+func appendMetaHit(out []byte, it metaItem, created bool, toks [][]byte, f *metaFlags) []byte {
+	v := it.value()
+	// C (memcached 1.6.40): a client holding this version needs no value.
+	withValue := f.value && !(f.hasCAS && it.cas() == f.cas)
+	if withValue {
+		out = append(out, "VA "...)
+		out = strconv.AppendInt(out, int64(len(v)), 10)
+	} else {
+		out = append(out, "HD"...)
+	}
+	tokenSent := it.has(bitWon)
+	won := false
+	for _, tok := range toks {
+		switch tok[0] {
+		case 'T':
+			it.setExptime(f.exptime)
+		case 'N':
+			if created {
+				it.setExptime(f.vivExptime)
+				won = true
+			}
+		case 'R':
+			if exp := it.expiry(); !tokenSent && !created && exp != 0 && exp < expiry(f.recacheTTL, it.now) {
+				won = true
+			}
+		case 's':
+			out = append(out, " s"...)
+			out = strconv.AppendInt(out, int64(len(v)), 10)
+		case 't':
+			out = append(out, " t"...)
+			out = strconv.AppendInt(out, it.ttl(), 10)
+		case 'c':
+			out = append(out, " c"...)
+			out = strconv.AppendUint(out, it.cas(), 10)
+		case 'f':
+			out = append(out, " f"...)
+			out = strconv.AppendUint(out, uint64(it.clientFlags()), 10)
+		case 'l':
+			out = append(out, " l"...)
+			out = strconv.AppendUint(out, uint64(it.idle()), 10)
+		case 'h':
+			if it.has(bitFetched) {
+				out = append(out, " h1"...)
+			} else {
+				out = append(out, " h0"...)
+			}
+		case 'O':
+			out = append(out, ' ')
+			out = append(out, tok...)
+		case 'k':
+			out = appendMetaKey(out, it.key(), it.has(bitKeyBinary))
+		}
+	}
+	// memcached's order: Z (a token went out before), X (stale), then W;
+	// the first fetch of a stale item wins unless a token went out.
+	if tokenSent {
+		out = append(out, " Z"...)
+	}
+	if it.has(bitStale) {
+		out = append(out, " X"...)
+		won = won || !tokenSent
+	}
+	if won {
+		out = append(out, " W"...)
+		it.mark(bitWon)
+	}
+	out = append(out, rCRLF...)
+	if withValue {
+		out = append(out, v...)
+		out = append(out, rCRLF...)
+	}
+	return out
+}
+
+// appendMetaEcho appends the return flags every reply carries, hit or not:
+// the opaque and the key.
+func appendMetaEcho(out []byte, toks [][]byte, key []byte, binary bool) []byte {
+	for _, tok := range toks {
+		switch tok[0] {
+		case 'O':
+			out = append(out, ' ')
+			out = append(out, tok...)
+		case 'k':
+			out = appendMetaKey(out, key, binary)
+		}
+	}
+	return out
+}
+
+// appendMetaKey appends the k return flag: the key, or for a key that came
+// base64-encoded its encoding followed by a b flag.
+func appendMetaKey(out, key []byte, binary bool) []byte {
+	out = append(out, " k"...)
+	if !binary {
+		return append(out, key...)
+	}
+	out = base64.StdEncoding.AppendEncode(out, key)
+	return append(out, " b"...)
+}
+
+// metaSetState is what an ms command keeps for its data block: the key and
+// the length wait in protoConn's storage fields, the rest here, so that the
+// line need not stay buffered while a large value arrives.
+type metaSetState struct {
+	// pending routes the data block of stData here rather than to the
+	// classic storage commands.
+	pending bool
+	args    metaStoreArgs
+	// ret are the return flags among O, k, c and s, in request order.
+	ret     [4]byte
+	nret    uint8
+	nopaque uint8
+	opaque  [metaMaxOpaque]byte
+}
+
+// msCmd runs ms <key> <datalen> <flag>*, whose data block follows the line.
+// It returns how much of rest it consumed: the line alone when the block is
+// still arriving or is refused, else the whole request.
+func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lineLen int, out []byte) (int, []byte) {
+	// Errors found before the data length is known leave the block unread,
+	// to be parsed as commands, as memcached does.
+	if e := metaCheck(t, nt, rMetaFlagsTooLong); e != "" {
+		return lineLen, append(out, e...)
+	}
+	if nt == 3 {
+		return lineLen, append(out, rBadFormat...)
+	}
+	vl, ok := safeStrtol(t[2])
+	vlen := int32(vl) // read into an int32, as for the classic commands
+	if !ok || vlen < 0 || vlen > math.MaxInt32-2 {
+		return lineLen, append(out, rBadFormat...)
+	}
+	toks := t[3 : nt-1]
+	f := metaFlags{key: t[1]}
+	e, key := parseMetaFlags(toks, &f, &pc.key)
+	f.key = key
+	if e == "" && len(f.opaque) > metaMaxOpaque {
+		e = rMetaOpaqueTooLong
+	}
+	if e == "" {
+		switch f.mode {
+		case 0:
+			f.mode = 'S'
+		case 'S', 'E', 'A', 'P', 'R':
+		default:
+			e = rMetaSetMode
+		}
+	}
+	if e == "" && ItemOverhead+len(f.key)+int(vlen) > s.maxItemSize() {
+		s.cache.metaRefuse(f.key, true)
+		e = rTooLarge
+	}
+	if e != "" {
+		// From here on memcached knows the length and swallows the block.
+		pc.state, pc.swallow = stSwallow, int(vlen)+2
+		return lineLen, append(out, e...)
+	}
+	m := &pc.meta
+	*m = metaSetState{args: metaStoreArgs{
+		mode: f.mode, clientFlags: f.clientFlags, exptime: f.exptime,
+		vivify: f.vivify, vivExptime: f.vivExptime,
+		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
+		invalidate: f.stale, binary: f.binary,
+	}}
+	for _, tok := range toks {
+		switch tok[0] {
+		case 'O', 'k', 'c', 's':
+			m.ret[m.nret] = tok[0]
+			m.nret++
+		}
+	}
+	m.nopaque = uint8(copy(m.opaque[:], f.opaque))
+	pc.noreply = f.quiet
+	need := lineLen + int(vlen) + 2
+	if len(rest) >= need {
+		return need, s.metaSetBlock(pc, f.key, rest[lineLen:need], out)
+	}
+	pc.vlen = int(vlen)
+	pc.nkey = uint8(copy(pc.key[:], f.key))
+	pc.state = stData
+	m.pending = true
+	return lineLen, out
+}
+
+// metaSetBlock finishes the ms in pc.meta with its data block (value +
+// CRLF).
+func (s *Server) metaSetBlock(pc *protoConn, key, block, out []byte) []byte {
+	m := &pc.meta
+	m.pending = false
+	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
+		return append(out, rBadDataChunk...)
+	}
+	value := block[:len(block)-2]
+	st, cas, size := s.cache.metaStore(key, value, &m.args)
+	switch st {
+	case metaOK:
+		if pc.noreply {
+			return out
+		}
+		out = append(out, "HD"...)
+	case metaNotStored:
+		out = append(out, "NS"...)
+	case metaExists:
+		out = append(out, "EX"...)
+	case metaNotFound:
+		out = append(out, "NF"...)
+	default:
+		return append(out, rNoMemory...)
+	}
+	for _, r := range m.ret[:m.nret] {
+		switch r {
+		case 'O':
+			out = append(out, ' ')
+			out = append(out, m.opaque[:m.nopaque]...)
+		case 'k':
+			out = appendMetaKey(out, key, m.args.binary)
+		case 'c':
+			out = append(out, " c"...)
+			out = strconv.AppendUint(out, cas, 10)
+		case 's':
+			out = append(out, " s"...)
+			out = strconv.AppendInt(out, int64(size), 10)
+		}
+	}
+	return append(out, rCRLF...)
+}
+
+// mdCmd runs md <key> <flag>*.
+func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
+	if e := metaCheck(t, nt, rMetaFlagsTooLong); e != "" {
+		return append(out, e...)
+	}
+	toks := t[2 : nt-1]
+	var kbuf [MaxKeyLen]byte
+	f := metaFlags{key: t[1]}
+	e, key := parseMetaFlags(toks, &f, &kbuf)
+	if e != "" {
+		return append(out, rMetaInvalidOrDup...) // md and ma name no reason
+	}
+	f.key = key
+	if len(f.opaque) > metaMaxOpaque {
+		return append(out, rMetaOpaqueTooLong...)
+	}
+	a := metaDeleteArgs{
+		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
+		invalidate: f.stale, removeValue: f.removeValue,
+		hasTTL: f.touch, exptime: f.exptime, clientFlags: f.clientFlags,
+		binary: f.binary,
+	}
+	switch s.cache.metaDelete(f.key, &a) {
+	case metaOK:
+		if f.quiet {
+			return out
+		}
+		out = append(out, "HD"...)
+	case metaNotFound:
+		out = append(out, "NF"...)
+	case metaExists:
+		out = append(out, "EX"...)
+	default:
+		return append(out, rNoMemoryDelta...)
+	}
+	out = appendMetaEcho(out, toks, f.key, f.binary)
+	return append(out, rCRLF...)
+}
+
+// maCmd runs ma <key> <flag>*.
+func (s *Server) maCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
+	if e := metaCheck(t, nt, rMetaFlagsTooLong); e != "" {
+		return append(out, e...)
+	}
+	toks := t[2 : nt-1]
+	var kbuf [MaxKeyLen]byte
+	f := metaFlags{key: t[1], delta: 1}
+	e, key := parseMetaFlags(toks, &f, &kbuf)
+	if e != "" {
+		return append(out, rMetaInvalidOrDup...)
+	}
+	f.key = key
+	var decr bool
+	switch f.mode {
+	case 0, 'I', '+':
+	case 'D', '-':
+		decr = true
+	default:
+		return append(out, rMetaArithMode...)
+	}
+	if len(f.opaque) > metaMaxOpaque {
+		return append(out, rMetaOpaqueTooLong...)
+	}
+	a := metaArithArgs{
+		decr: decr, delta: f.delta, vivify: f.vivify, initial: f.initial,
+		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
+		binary: f.binary,
+	}
+	start := len(out)
+	st := s.cache.metaArith(f.key, &a, func(it metaItem, created bool, n uint64) {
+		out = appendMetaArith(out, it, created, n, toks, &f)
+	})
+	switch st {
+	case metaOK:
+		if f.quiet {
+			// T and N took effect; only the reply goes. (memcached 1.6.18
+			// still answered an auto-created item; later releases do not.)
+			out = out[:start]
+		}
+		return out
+	case metaNotFound:
+		out = append(out, "NF"...)
+	case metaExists:
+		out = append(out, "EX"...)
+	case metaNonNumeric:
+		return append(out, rNonNumeric...)
+	case metaNoMemoryNew:
+		return append(out, rMetaNoMemoryNew...)
+	default:
+		return append(out, rNoMemoryDelta...)
+	}
+	out = appendMetaEcho(out, toks, f.key, f.binary)
+	return append(out, rCRLF...)
+}
+
+// appendMetaArith appends ma's reply for the number n, walking the flags in
+// order as memcached does (a t before T reports the TTL before it).
+func appendMetaArith(out []byte, it metaItem, created bool, n uint64, toks [][]byte, f *metaFlags) []byte {
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], n, 10)
+	if f.value {
+		out = append(out, "VA "...)
+		out = strconv.AppendInt(out, int64(len(d)), 10)
+	} else {
+		out = append(out, "HD"...)
+	}
+	for _, tok := range toks {
+		switch tok[0] {
+		case 'c':
+			out = append(out, " c"...)
+			out = strconv.AppendUint(out, it.cas(), 10)
+		case 't':
+			out = append(out, " t"...)
+			out = strconv.AppendInt(out, it.ttl(), 10)
+		case 'T':
+			it.setExptime(f.exptime)
+		case 'N':
+			if created {
+				it.setExptime(f.vivExptime)
+			}
+		case 'O':
+			out = append(out, ' ')
+			out = append(out, tok...)
+		case 'k':
+			out = appendMetaKey(out, f.key, f.binary)
+		}
+	}
+	if f.value {
+		out = append(out, rCRLF...)
+		out = append(out, d...)
+	}
+	return append(out, rCRLF...)
+}
+
+// meCmd runs me <key> [b], memcached's human-readable dump of an item's
+// metadata.
+func (s *Server) meCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
+	if nt < 3 || len(t[1]) > MaxKeyLen {
+		return append(out, rBadFormat...)
+	}
+	key := t[1]
+	var kbuf [MaxKeyLen]byte
+	if nt >= 4 && len(t[2]) == 1 && t[2][0] == 'b' {
+		n := base64Decode(kbuf[:], key)
+		if n == 0 {
+			return append(out, rBadFormat...)
+		}
+		key = kbuf[:n]
+	}
+	info, ok := s.cache.metaDebug(key)
+	if !ok {
+		return append(out, rMetaMissLine...)
+	}
+	out = append(out, "ME "...)
+	if info.binary {
+		out = base64.StdEncoding.AppendEncode(out, key)
+	} else {
+		out = append(out, key...)
+	}
+	out = append(out, " exp="...)
+	out = strconv.AppendInt(out, int64(info.exp), 10)
+	out = append(out, " la="...)
+	out = strconv.AppendUint(out, uint64(info.idle), 10)
+	out = append(out, " cas="...)
+	out = strconv.AppendUint(out, info.cas, 10)
+	if info.fetched {
+		out = append(out, " fetch=yes"...)
+	} else {
+		out = append(out, " fetch=no"...)
+	}
+	// One slab class: emcache sizes items exactly (see stats items).
+	out = append(out, " cls=1 size="...)
+	out = strconv.AppendInt(out, int64(info.size), 10)
+	return append(out, rCRLF...)
+}
+
+// base64Table maps a byte to its base64 value and every byte outside the
+// alphabet to 0x80; '=' maps to 0, as in memcached's table.
+var base64Table = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x80
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range len(alphabet) {
+		t[alphabet[i]] = byte(i)
+	}
+	t['='] = 0
+	return t
+}()
+
+// base64Decode decodes src into dst as memcached's base64_decode does and
+// returns the decoded length, 0 for a key it refuses. It is lenient as
+// memcached is: bytes outside the alphabet are skipped, and the first
+// padded block ends the input.
+func base64Decode(dst, src []byte) int {
+	count := 0
+	for _, c := range src {
+		if base64Table[c] != 0x80 {
+			count++
+		}
+	}
+	if count == 0 || count%4 != 0 || count/4*3 > len(dst) {
+		return 0
+	}
+	var block [4]byte
+	pos, n, pad := 0, 0, 0
+	for _, c := range src {
+		v := base64Table[c]
+		if v == 0x80 {
+			continue
+		}
+		if c == '=' {
+			pad++
+		}
+		block[n] = v
+		n++
+		if n < 4 {
+			continue
+		}
+		dst[pos] = block[0]<<2 | block[1]>>4
+		dst[pos+1] = block[1]<<4 | block[2]>>2
+		dst[pos+2] = block[2]<<6 | block[3]
+		pos += 3
+		n = 0
+		if pad > 0 {
+			if pad > 2 {
+				return 0
+			}
+			return pos - pad
+		}
+	}
+	return pos
+}
