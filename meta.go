@@ -630,6 +630,7 @@ func (s *Server) meCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		}
 		key = kbuf[:n]
 	}
+	s.metaCmds.Add(1)
 	info, ok := s.cache.metaDebug(key)
 	if !ok {
 		return append(out, rMetaMissLine...)

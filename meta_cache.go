@@ -3,21 +3,12 @@ package emcache
 import (
 	"bytes"
 	"strconv"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // The cache operations of the meta protocol (meta.go). Each runs under its
 // shard's lock, as memcached runs a meta command under the item lock, so
 // that what a command reads (hit before, last access, win token) and what it
 // changes (TTL, stale mark, CAS) form one atomic step.
-
-// bitKeyBinary marks an item whose key a meta command sent base64-encoded
-// (the b flag), so that mg's k flag and me echo the key encoded, as
-// memcached's ITEM_KEY_BINARY does. It is a bit of the record header that
-// shard.go leaves free; any store through the classic API clears it, as a
-// classic set in memcached does.
-const bitKeyBinary = 0x20
 
 // maxArithLen is the longest value ma treats as a number: memcached copies
 // values shorter than INCR_MAX_STORAGE_LEN (24, with the CRLF) into a buffer
@@ -72,10 +63,6 @@ func (m metaItem) ttl() int64 {
 // idle is the seconds since the item was last accessed (the l flag).
 func (m metaItem) idle() uint32 { return m.now - m.s.access(m.off) }
 
-// noteAccess records an access without counting a read, as memcached's
-// do_item_update does for an add that finds the key taken.
-func (s *shard) noteAccess(off uint64, now uint32) { le.PutUint32(s.buf[off+offAccess:], now) }
-
 // metaGetArgs are the mg flags that act on the cache rather than on the
 // reply.
 type metaGetArgs struct {
@@ -94,10 +81,10 @@ type metaGetArgs struct {
 // previous access, and may change its TTL and win bit. It counts the
 // command as memcached counts mg: a get, or with T a touch when it hits.
 func (c *Cache) metaGet(key []byte, a *metaGetArgs, fn func(it metaItem, created bool)) bool {
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return false
+	}
 	defer s.mu.Unlock()
 	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
 	if wasExpired {
@@ -180,10 +167,10 @@ const (
 // status, the new CAS when stored, and the stored value's length (the
 // appended total for append and prepend).
 func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint64, int) {
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return metaNoMemory, 0, 0
+	}
 	defer s.mu.Unlock()
 	s.st.cmdSet++
 	mode := a.mode
@@ -301,10 +288,10 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 // unlinks it whatever the mode, so that no stale value outlives a failed
 // store.
 func (c *Cache) metaRefuse(key []byte, tooLarge bool) {
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return
+	}
 	defer s.mu.Unlock()
 	if tooLarge {
 		s.st.storeTooLarge++
@@ -334,10 +321,10 @@ type metaDeleteArgs struct {
 // value by an empty one, and with I marks it stale with a new CAS, so that
 // the next mg wins the right to recache it.
 func (c *Cache) metaDelete(key []byte, a *metaDeleteArgs) metaStatus {
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return metaNotFound
+	}
 	defer s.mu.Unlock()
 	slot, off, ok := s.lookup(key, h, now)
 	if !ok {
@@ -411,10 +398,10 @@ type metaArithArgs struct {
 // auto-creation. On success it calls fn with the resulting item, whether it
 // was just created, and the resulting number; fn may change the item's TTL.
 func (c *Cache) metaArith(key []byte, a *metaArithArgs, fn func(it metaItem, created bool, n uint64)) metaStatus {
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return metaNotFound
+	}
 	defer s.mu.Unlock()
 	var digits [20]byte
 	_, off, ok := s.lookup(key, h, now)
@@ -505,10 +492,10 @@ type metaDebugInfo struct {
 // metaDebug returns what me shows of the item under key, without touching
 // it or counting a read.
 func (c *Cache) metaDebug(key []byte) (metaDebugInfo, bool) {
-	h := xxhash.Sum64(key)
-	s := c.shardFor(h)
-	now := c.clock()
-	s.mu.Lock()
+	s, h, now, err := c.acquire(key)
+	if err != nil {
+		return metaDebugInfo{}, false
+	}
 	defer s.mu.Unlock()
 	_, off, ok := s.lookup(key, h, now)
 	if !ok {

@@ -222,7 +222,8 @@ type Server struct {
 	cache     *Cache
 	cfg       ServerConfig // defaults filled
 	started   time.Time
-	verbosity atomic.Int32 // -v, changed at run time by the verbosity command
+	verbosity atomic.Int32  // -v, changed at run time by the verbosity command
+	metaCmds  atomic.Uint64 // cmd_meta: memcached 1.6.18 counts me commands
 	log       *slog.Logger
 
 	listeners []*listener

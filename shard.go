@@ -39,6 +39,10 @@ const (
 	bitFetched = 0x04 // read at least once (memcached's ITEM_FETCHED)
 	bitStale   = 0x08 // marked stale by meta invalidation
 	bitWon     = 0x10 // a recache win token was handed out
+	// bitKeyBinary: a meta command sent the key base64-encoded (b flag), so
+	// mg's k flag and me echo it encoded, as memcached's ITEM_KEY_BINARY
+	// does; a store through the classic API clears it.
+	bitKeyBinary = 0x20
 )
 
 // moveBudget bounds how many live items one allocation may move (reinsert or
@@ -209,6 +213,10 @@ func (s *shard) setExpiry(off uint64, exp uint32) { le.PutUint32(s.buf[off+offEx
 func (s *shard) setCAS(off uint64, cas uint64)    { le.PutUint64(s.buf[off+offCAS:], cas) }
 
 func expired(exp, now uint32) bool { return exp != 0 && exp <= now }
+
+// noteAccess records an access without counting a read, as memcached's
+// do_item_update does for an add that finds the key taken.
+func (s *shard) noteAccess(off uint64, now uint32) { le.PutUint32(s.buf[off+offAccess:], now) }
 
 // touchRead records a read: bump the frequency, mark fetched, note the time.
 func (s *shard) touchRead(off uint64, now uint32) {

@@ -136,7 +136,7 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "cmd_set", cs.CmdSet)
 	out = appendStat(out, "cmd_flush", cs.CmdFlush)
 	out = appendStat(out, "cmd_touch", cs.CmdTouch)
-	out = appendStat(out, "cmd_meta", 0)
+	out = appendStat(out, "cmd_meta", s.metaCmds.Load())
 	out = appendStat(out, "get_hits", cs.GetHits)
 	out = appendStat(out, "get_misses", cs.GetMisses)
 	out = appendStat(out, "get_expired", cs.GetExpired)
