@@ -525,7 +525,7 @@ func (s *Server) binDelta(out []byte, h *binHeader, incr, quiet bool, ext, key [
 	initial := binary.BigEndian.Uint64(ext[8:])
 	exp := binary.BigEndian.Uint32(ext[16:])
 	create := exp != binNoCreate
-	v, cas, err := s.cache.binDelta(key, incr, delta, h.cas, create)
+	v, cas, err := s.cache.addDelta(key, incr, delta, h.cas, create)
 	if errors.Is(err, ErrNotFound) && create {
 		var digits [20]byte
 		v = initial
@@ -636,70 +636,6 @@ func (c *Cache) binDeleteCAS(key []byte, cas uint64) error {
 	s.st.deleteHits++
 	s.unlink(slot)
 	return nil
-}
-
-// binDelta is Incr or Decr as the binary protocol needs it: it returns the
-// new CAS too, a non-zero cas makes it conditional (ErrExists when the item
-// changed), and with create a miss is not counted, since the caller then
-// stores the initial value (memcached's complete_incr_bin).
-func (c *Cache) binDelta(key []byte, incr bool, delta, cas uint64, create bool) (uint64, uint64, error) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer s.mu.Unlock()
-	_, off, ok := s.lookup(key, h, now)
-	if !ok {
-		switch {
-		case create:
-		case incr:
-			s.st.incrMisses++
-		default:
-			s.st.decrMisses++
-		}
-		return 0, 0, ErrNotFound
-	}
-	if cas != 0 && c.casOut(s.cas(off)) != cas {
-		return 0, 0, ErrExists
-	}
-	n, ok := parseUint(s.value(off))
-	if !ok {
-		return 0, 0, ErrNotNumeric
-	}
-	if incr {
-		s.st.incrHits++
-		n += delta
-	} else {
-		s.st.decrHits++
-		n -= min(n, delta)
-	}
-	var digits [20]byte
-	d := strconv.AppendUint(digits[:0], n, 10)
-	newCAS := s.nextCAS()
-	old := s.value(off)
-	if len(d) <= len(old) {
-		// In place, space-padded, as memcached and Cache.Incr do.
-		copy(old[copy(old, d):], spaces[:len(old)-len(d)])
-		s.setCAS(off, newCAS)
-		s.touchRead(off, now)
-		return n, c.casOut(newCAS), nil
-	}
-	size := uint64(headerSize + len(key) + len(d))
-	dst, ok := s.place(size, h, off >= s.main.base, now)
-	if !ok {
-		s.st.storeNoMemory++
-		return 0, 0, ErrNoMemory
-	}
-	slot, off, found := s.lookup(key, h, now)
-	var flags, exp uint32
-	var bits byte
-	if found {
-		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&freqMask
-	}
-	copy(s.write(dst, key, len(d), flags, exp, now, newCAS, bits), d)
-	s.link(key, h, slot, found, dst)
-	s.st.totalItems++
-	return n, c.casOut(newCAS), nil
 }
 
 // binConcatCAS appends (or prepends) value to the item under key only if its

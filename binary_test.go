@@ -818,7 +818,7 @@ func FuzzBinaryProtocol(f *testing.F) {
 func TestBinaryClosedCache(t *testing.T) {
 	c := newProtoCache(t, Config{})
 	require.NoError(t, c.Close())
-	_, _, err := c.binDelta([]byte("k"), true, 1, 0, true)
+	_, _, err := c.addDelta([]byte("k"), true, 1, 0, true)
 	require.True(t, errors.Is(err, ErrClosed))
 	require.ErrorIs(t, c.binDeleteCAS([]byte("k"), 1), ErrClosed)
 	_, err = c.binConcatCAS(false, []byte("k"), []byte("v"), 1)

@@ -638,34 +638,46 @@ func (c *Cache) Touch(key []byte, exptime int64) error {
 // and returns the result. ErrNotFound if absent, ErrNotNumeric if the value
 // is not a decimal uint64.
 func (c *Cache) Incr(key []byte, delta uint64) (uint64, error) {
-	return c.addDelta(key, delta, true)
+	n, _, err := c.addDelta(key, true, delta, 0, false)
+	return n, err
 }
 
 // Decr subtracts delta from the decimal number stored under key, stopping at
 // zero, and returns the result. Like memcached, a result with fewer digits is
 // stored space-padded to the old length.
 func (c *Cache) Decr(key []byte, delta uint64) (uint64, error) {
-	return c.addDelta(key, delta, false)
+	n, _, err := c.addDelta(key, false, delta, 0, false)
+	return n, err
 }
 
-func (c *Cache) addDelta(key []byte, delta uint64, incr bool) (uint64, error) {
+// addDelta is Incr and Decr, and the binary protocol's INCREMENT and
+// DECREMENT: it also returns the new CAS, a non-zero cas makes it
+// conditional (ErrExists when the item changed), and with create a miss is
+// not counted, since the caller then stores an initial value (memcached's
+// complete_incr_bin).
+func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) (uint64, uint64, error) {
 	s, h, now, err := c.acquire(key)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer s.mu.Unlock()
 	_, off, ok := s.lookup(key, h, now)
 	if !ok {
-		if incr {
+		switch {
+		case create:
+		case incr:
 			s.st.incrMisses++
-		} else {
+		default:
 			s.st.decrMisses++
 		}
-		return 0, ErrNotFound
+		return 0, 0, ErrNotFound
+	}
+	if cas != 0 && c.casOut(s.cas(off)) != cas {
+		return 0, 0, ErrExists
 	}
 	n, ok := parseUint(s.value(off))
 	if !ok {
-		return 0, ErrNotNumeric
+		return 0, 0, ErrNotNumeric
 	}
 	if incr {
 		s.st.incrHits++
@@ -676,31 +688,33 @@ func (c *Cache) addDelta(key []byte, delta uint64, incr bool) (uint64, error) {
 	}
 	var digits [20]byte
 	d := strconv.AppendUint(digits[:0], n, 10)
+	newCAS := s.nextCAS()
 	old := s.value(off)
 	if len(d) <= len(old) {
 		// In place, as memcached does when the number still fits.
 		copy(old[copy(old, d):], spaces[:len(old)-len(d)])
-		s.setCAS(off, s.nextCAS())
+		s.setCAS(off, newCAS)
 		s.touchRead(off, now)
-		return n, nil
+		return n, c.casOut(newCAS), nil
 	}
 	size := uint64(headerSize + len(key) + len(d))
 	dst, ok := s.place(size, h, off >= s.main.base, now)
 	if !ok {
 		s.st.storeNoMemory++
-		return 0, ErrNoMemory
+		return 0, 0, ErrNoMemory
 	}
+	// Making room may have evicted the item; memcached would still have
+	// stored the result, as a new item, and so do we.
 	slot, off, found := s.lookup(key, h, now)
-	if !found {
-		// Evicted while making room: memcached would have stored the
-		// result as a new item, and so do we.
-		copy(s.write(dst, key, len(d), 0, 0, now, s.nextCAS(), 0), d)
-	} else {
-		copy(s.write(dst, key, len(d), s.flags(off), s.expiry(off), now, s.nextCAS(), s.bits(off)&freqMask), d)
+	var flags, exp uint32
+	var bits byte
+	if found {
+		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&freqMask
 	}
+	copy(s.write(dst, key, len(d), flags, exp, now, newCAS, bits), d)
 	s.link(key, h, slot, found, dst)
 	s.st.totalItems++
-	return n, nil
+	return n, c.casOut(newCAS), nil
 }
 
 // spaces pads numbers rewritten in place; 20 is the most digits of a uint64.

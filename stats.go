@@ -19,6 +19,9 @@ func (s *Server) statsCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	switch string(t[1]) {
 	case "reset":
 		s.cache.ResetStats()
+		s.authStats.cmds.Store(0)
+		s.authStats.errors.Store(0)
+		s.metaCmds.Store(0)
 		return append(out, rReset...)
 	case "detail":
 		// Per-prefix counters are not kept, so there is never anything to

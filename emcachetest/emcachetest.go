@@ -1,6 +1,6 @@
 // Package emcachetest starts emcache servers for the tests of programs that
 // talk to memcached. A test gets the production engine and server, with
-// every protocol, on a loopback port of its own, plus what an external
+// their protocols, on a loopback port of its own, plus what an external
 // memcached cannot offer: direct access to the cache, a clock the test
 // moves, and injected failures.
 //
@@ -22,7 +22,8 @@ import (
 )
 
 // DefaultMaxBytes is a test server's cache size unless [WithConfig] sets
-// one: small, because the cache maps its memory when it starts.
+// one: small, because a cache maps and unmaps its memory as it starts and
+// stops, which costs more the larger it is.
 const DefaultMaxBytes = 8 << 20
 
 // TB is the part of [testing.TB] that a [Server] uses: pass the test's

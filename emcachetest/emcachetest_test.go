@@ -55,11 +55,15 @@ func (c *client) expect(want string) {
 	require.Equal(c.t, want, string(got))
 }
 
-// expectClosed checks that the server hung up with nothing more to say.
+// expectClosed checks that the server hung up with nothing more to say: the
+// read ends with EOF, or with a reset when the server closed the socket
+// before reading all that was sent.
 func (c *client) expectClosed() {
 	c.t.Helper()
 	b, err := c.r.ReadByte()
-	require.ErrorIs(c.t, err, io.EOF, "read %q", b)
+	require.Error(c.t, err, "read %q", b)
+	var ne net.Error
+	require.False(c.t, errors.As(err, &ne) && ne.Timeout(), "the server did not hang up: %v", err)
 }
 
 func TestServerCacheAccess(t *testing.T) {
@@ -222,6 +226,24 @@ func TestExpiryFlushAllDelay(t *testing.T) {
 	ts.FastForward(time.Hour)
 	c.do("get new\r\n", "VALUE new 0 1\r\nb\r\nEND\r\n")
 	assert.EqualValues(t, 1, ts.Cache().Stats().CmdFlush)
+}
+
+// TestExpiryMetaWindows drives the meta protocol's time-based flags: T sets
+// a TTL, R hands one client the right to recache an item close to expiry.
+func TestExpiryMetaWindows(t *testing.T) {
+	ts := emcachetest.NewServer(t)
+	c := dial(t, ts)
+	c.do("ms k 1 T30\r\nv\r\n", "HD\r\n")
+	ts.FastForward(19 * time.Second)
+	c.do("mg k v t R10\r\n", "VA 1 t11\r\nv\r\n") // 11s left: not yet
+	ts.FastForward(6 * time.Second)
+	c.do("mg k v t R10\r\n", "VA 1 t5 W\r\nv\r\n") // this client recaches
+	c.do("mg k v t R10\r\n", "VA 1 t5 Z\r\nv\r\n") // others see it is taken
+	c.do("touch k 100\r\n", "TOUCHED\r\n")
+	ts.FastForward(99 * time.Second)
+	c.do("mg k s\r\n", "HD s1 Z\r\n")
+	ts.FastForward(time.Second)
+	c.do("mg k s\r\n", "EN\r\n")
 }
 
 const oom = "SERVER_ERROR out of memory storing object"
