@@ -1,0 +1,313 @@
+// Command report runs the comparative benchmarks (throughput, hit ratio, GC
+// cost) and rewrites the results section of bench/README.md.
+//
+//	cd bench && go run ./cmd/report          # full run, a few minutes
+//	cd bench && go run ./cmd/report -quick   # smoke run, prints to stdout
+//
+// Each cache's throughput and GC-cost measurements run in child processes
+// (this binary re-executed with -child-throughput or -child-memory) so that
+// every cache starts from a clean heap and RSS.
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emcache/emcache/bench/caches"
+	"github.com/emcache/emcache/bench/hitratio"
+	"github.com/emcache/emcache/bench/memory"
+	"github.com/emcache/emcache/bench/throughput"
+)
+
+// settings are what one run measures; the flags choose between the full and
+// the quick ones and may override parts.
+type settings struct {
+	quick     bool
+	benchtime time.Duration
+	count     int
+	hit       hitratio.Config
+	memSizes  []int
+	mem       func(items int) memory.Config
+	libs      []caches.Lib
+	sections  map[string]bool
+}
+
+func main() {
+	testing.Init() // registers -test.benchtime, which testing.Benchmark reads
+	quick := flag.Bool("quick", false, "small sizes and short runs (for CI); prints to stdout unless -out is given")
+	out := flag.String("out", "README.md", "markdown file whose results section is rewritten; - for stdout")
+	benchtime := flag.Duration("benchtime", 0, "time per throughput benchmark (default 300ms, quick 20ms)")
+	count := flag.Int("count", 0, "throughput runs per benchmark; the median is reported (default 3, quick 1)")
+	only := flag.String("only", "throughput,hitratio,memory", "comma-separated sections to run")
+	libsFlag := flag.String("caches", "", "comma-separated caches to run (default all)")
+	sizes := flag.String("sizes", "", "comma-separated entry counts for the GC cost (default 1000000,10000000; quick 20000,200000)")
+	childMem := flag.String("child-memory", "", "internal: measure one cache's GC cost and print JSON")
+	childTput := flag.String("child-throughput", "", "internal: run one cache's throughput benchmarks and print JSON")
+	childItems := flag.Int("items", 0, "internal: entries for -child-memory")
+	flag.Parse()
+
+	s := settings{quick: *quick, benchtime: 300 * time.Millisecond, count: 3, hit: hitratio.Default,
+		memSizes: []int{1_000_000, 10_000_000}, mem: memory.DefaultConfig, libs: caches.All,
+		sections: map[string]bool{}}
+	if s.quick {
+		s.benchtime = 20 * time.Millisecond
+		s.count = 1
+		s.hit = hitratio.Quick
+		s.memSizes = []int{20_000, 200_000}
+		s.mem = quickMemConfig
+		if !flagSet("out") {
+			*out = "-"
+		}
+	}
+	if *benchtime > 0 {
+		s.benchtime = *benchtime
+	}
+	if *count > 0 {
+		s.count = *count
+	}
+	if *sizes != "" {
+		s.memSizes = nil
+		for _, f := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				fatalf("bad -sizes entry %q", f)
+			}
+			s.memSizes = append(s.memSizes, n)
+		}
+	}
+	if *libsFlag != "" {
+		s.libs = nil
+		for _, name := range strings.Split(*libsFlag, ",") {
+			l, err := caches.ByName(strings.TrimSpace(name))
+			if err != nil {
+				fatalf("%v", err)
+			}
+			s.libs = append(s.libs, l)
+		}
+	}
+	for _, sec := range strings.Split(*only, ",") {
+		s.sections[strings.TrimSpace(sec)] = true
+	}
+
+	if err := flag.Set("test.benchtime", s.benchtime.String()); err != nil {
+		fatalf("%v", err)
+	}
+	switch {
+	case *childMem != "":
+		printJSON(childMemory(*childMem, *childItems, s))
+		return
+	case *childTput != "":
+		lib, err := caches.ByName(*childTput)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		printJSON(childThroughput(lib))
+		return
+	}
+
+	rep := &report{machine: describeMachine(), quick: s.quick, libs: libNames(s.libs), started: time.Now()}
+	if s.sections["throughput"] {
+		rep.throughput = runThroughput(s)
+	}
+	if s.sections["hitratio"] {
+		rep.hitCfg = s.hit
+		res, err := hitratio.Run(s.hit, s.libs, func(r hitratio.Result) {
+			logf("hit ratio %-10s %-13s %.4f", r.Cache, r.Trace, r.Ratio())
+		})
+		if err != nil {
+			fatalf("hit ratio: %v", err)
+		}
+		rep.hits = res
+	}
+	if s.sections["memory"] {
+		rep.memCfg = s.mem(0)
+		rep.memory = runMemory(s)
+	}
+	rep.elapsed = time.Since(rep.started)
+
+	md := rep.markdown()
+	if *out == "-" {
+		fmt.Print(md)
+		return
+	}
+	if err := spliceFile(*out, md); err != nil {
+		fatalf("%v", err)
+	}
+	logf("rewrote the results section of %s (%s)", *out, rep.elapsed.Round(time.Second))
+}
+
+func quickMemConfig(items int) memory.Config {
+	c := memory.DefaultConfig(items)
+	c.ForcedGCs = 3
+	c.ReadMin, c.ReadMax, c.ReadCycles = 100*time.Millisecond, 3*time.Second, 2
+	return c
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+func libNames(libs []caches.Lib) []string {
+	names := make([]string, len(libs))
+	for i, l := range libs {
+		names[i] = l.Name
+	}
+	return names
+}
+
+// benchResult is one throughput measurement.
+type benchResult struct {
+	Cache, Workload string
+	Par             int
+	NsPerOp         float64
+	AllocsPerOp     float64
+	HitPerRead      float64 // -1 for write-only mixes
+}
+
+// runThroughput runs each cache's benchmarks in a child process, s.count
+// rounds of all caches in turn, so that each cache starts from a clean heap
+// and a burst of other work on the machine hits one round of every cache
+// rather than all rounds of one; it keeps the median round.
+func runThroughput(s settings) []benchResult {
+	runs := map[string][]benchResult{}
+	var order []string
+	for round := range s.count {
+		for _, lib := range s.libs {
+			var rs []benchResult
+			runChildJSON(s, &rs, "-child-throughput", lib.Name, "-benchtime", s.benchtime.String())
+			for _, r := range rs {
+				k := fmt.Sprintf("%s/%s/%d", r.Cache, r.Workload, r.Par)
+				if round == 0 {
+					order = append(order, k)
+				}
+				runs[k] = append(runs[k], r)
+				logf("throughput round %d %-10s %-6s x%d %8.1f ns/op %5.2f allocs/op",
+					round+1, r.Cache, r.Workload, r.Par, r.NsPerOp, r.AllocsPerOp)
+			}
+		}
+	}
+	out := make([]benchResult, 0, len(order))
+	for _, k := range order {
+		out = append(out, median(runs[k]))
+	}
+	return out
+}
+
+// childThroughput runs every workload once on a prefilled cache.
+func childThroughput(lib caches.Lib) []benchResult {
+	ks := throughput.NewKeyset()
+	c, err := lib.New(throughput.Budget)
+	if err != nil {
+		fatalf("%s: %v", lib.Name, err)
+	}
+	throughput.Prefill(c, ks)
+	runtime.GC()
+	var out []benchResult
+	for _, w := range throughput.Workloads {
+		for _, par := range throughput.Parallelisms {
+			r := testing.Benchmark(func(b *testing.B) { throughput.Bench(b, c, ks, w, par) })
+			if r.N == 0 {
+				fatalf("%s %s x%d: benchmark failed", lib.Name, w.Name, par)
+			}
+			br := benchResult{Cache: lib.Name, Workload: w.Name, Par: par,
+				NsPerOp:     float64(r.T.Nanoseconds()) / float64(r.N),
+				AllocsPerOp: float64(r.MemAllocs) / float64(r.N), HitPerRead: -1}
+			if h, ok := r.Extra["hit/read"]; ok {
+				br.HitPerRead = h
+			}
+			out = append(out, br)
+		}
+	}
+	c.Close()
+	return out
+}
+
+// median returns the run with the median ns/op, which discards the odd run
+// slowed by other work on the machine.
+func median(rs []benchResult) benchResult {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b benchResult) int { return cmp.Compare(a.NsPerOp, b.NsPerOp) })
+	return rs[len(rs)/2]
+}
+
+func runMemory(s settings) []memory.Result {
+	var out []memory.Result
+	for _, items := range s.memSizes {
+		for _, name := range append(libNames(s.libs), memory.None.Name) {
+			var r memory.Result
+			runChildJSON(s, &r, "-child-memory", name, "-items", strconv.Itoa(items))
+			logf("GC cost %-10s %9d items: fill %s, %d heap objects, forced GC %s, GC CPU %.2f%% (%.1f ns/read, %d cycles), %.0f heap B/entry, %.0f RSS B/entry",
+				r.Cache, r.Items, r.FillTime.Round(time.Millisecond), r.HeapObjects, r.ForcedGC.Round(10*time.Microsecond),
+				100*r.GCCPUFraction, r.GCNanosPerRead, r.GCCycles, r.HeapPerEntry(), r.RSSPerEntry())
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// runChildJSON re-executes this binary with args (and -quick if set) and
+// decodes the JSON it prints into v.
+func runChildJSON(s settings, v any, args ...string) {
+	exe, err := os.Executable()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	if s.quick {
+		args = append(args, "-quick")
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		fatalf("%s: %v", strings.Join(args, " "), err)
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(stdout), v); err != nil {
+		fatalf("%s: bad child output %q: %v", strings.Join(args, " "), stdout, err)
+	}
+}
+
+func printJSON(v any) {
+	if err := json.NewEncoder(os.Stdout).Encode(v); err != nil {
+		fatalf("%v", err)
+	}
+}
+
+func childMemory(name string, items int, s settings) memory.Result {
+	lib := memory.None
+	if name != memory.None.Name {
+		var err error
+		if lib, err = caches.ByName(name); err != nil {
+			fatalf("%v", err)
+		}
+	}
+	if items <= 0 {
+		fatalf("-child-memory needs -items > 0")
+	}
+	r, err := memory.Measure(lib, s.mem(items))
+	if err != nil {
+		fatalf("%s: %v", name, err)
+	}
+	return r
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "report: "+format+"\n", args...)
+	os.Exit(1)
+}

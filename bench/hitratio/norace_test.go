@@ -1,0 +1,5 @@
+//go:build !race
+
+package hitratio
+
+const raceEnabled = false
