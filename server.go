@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -104,6 +105,11 @@ const (
 	readBufSize = 16 << 10
 	// maxFreeBufs bounds each worker's free list of readBufSize buffers.
 	maxFreeBufs = 64
+	// maxBigPool bounds the bytes of larger buffers (for big values in and
+	// out) a worker keeps for reuse: without it every large set or partly
+	// written large reply allocates, and the garbage drives GC cycles that
+	// show in tail latency.
+	maxBigPool = 8 << 20
 	// maxKeptOutBuf bounds the worker's shared output buffer kept after a
 	// large reply, so one big multiget does not pin memory forever.
 	maxKeptOutBuf = 2 << 20
@@ -265,6 +271,11 @@ type listener struct {
 // Serve starts serving c on cfg's addresses and returns once it listens.
 // Connections are spread round-robin over cfg.Workers workers, each with
 // its own OS thread and poller, as memcached's threads are.
+//
+// Serve raises GOMAXPROCS to Workers+1 when it is lower (as under a CPU
+// affinity mask of one core): a worker returning from its poller needs a P
+// to run, and with fewer Ps than workers it waits for the Go scheduler to
+// take one from another worker, which adds milliseconds to tail latency.
 func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if c == nil {
 		return nil, errors.New("emcache: Serve called on a nil *Cache")
@@ -285,6 +296,9 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	if runtime.GOMAXPROCS(0) < cfg.Workers+1 {
+		runtime.GOMAXPROCS(cfg.Workers + 1)
 	}
 	s.workers = make([]*worker, cfg.Workers)
 	for i := range s.workers {
@@ -585,6 +599,8 @@ type worker struct {
 	rbuf     []byte   // shared read buffer
 	obuf     []byte   // shared output buffer for connections with nothing pending
 	free     [][]byte // spare readBufSize buffers for partial input / pending output
+	big      [][]byte // spare larger buffers, maxBigPool bytes at most
+	bigBytes int      // total capacity held in big
 	yield    []*conn  // connections that hit ReqsPerEvent, served next iteration
 	yield2   []*conn  // the other yield list, swapped to avoid allocation
 	popped   []queuedConn
@@ -1212,17 +1228,28 @@ func (w *worker) growIn(c *conn) bool {
 	if cap(c.in) >= limit {
 		return spare > 0
 	}
-	nb := make([]byte, len(c.in), min(max(2*cap(c.in), need), limit))
+	nb := w.takeBuf(min(max(2*cap(c.in), need), limit))[:len(c.in)]
 	copy(nb, c.in)
 	w.putBuf(c.in)
 	c.in = nb
 	return true
 }
 
-// takeBuf returns an empty buffer for at least n bytes, pooled if small.
+// takeBuf returns an empty buffer for at least n bytes, from the worker's
+// pools when one fits.
 func (w *worker) takeBuf(n int) []byte {
 	if n > readBufSize {
-		return make([]byte, 0, n)
+		for i, b := range w.big {
+			if cap(b) >= n {
+				last := len(w.big) - 1
+				w.big[i], w.big[last] = w.big[last], nil
+				w.big = w.big[:last]
+				w.bigBytes -= cap(b)
+				return b
+			}
+		}
+		// A power of two serves later requests of similar sizes.
+		return make([]byte, 0, 1<<bits.Len(uint(n-1)))
 	}
 	if n := len(w.free); n > 0 {
 		b := w.free[n-1]
@@ -1234,7 +1261,11 @@ func (w *worker) takeBuf(n int) []byte {
 }
 
 func (w *worker) putBuf(b []byte) {
-	if cap(b) == readBufSize && len(w.free) < maxFreeBufs {
+	switch {
+	case cap(b) == readBufSize && len(w.free) < maxFreeBufs:
 		w.free = append(w.free, b[:0])
+	case cap(b) > readBufSize && w.bigBytes+cap(b) <= maxBigPool:
+		w.big = append(w.big, b[:0])
+		w.bigBytes += cap(b)
 	}
 }
