@@ -204,8 +204,6 @@ func writeFd(fd int, b []byte) (int, error) {
 	}
 }
 
-func closeFd(fd int) error { return unix.Close(fd) }
-
 // acceptFd accepts one connection, non-blocking and close-on-exec (with
 // accept + fcntl, as not every BSD has accept4). It skips connections
 // that died in the backlog; errWouldBlock means none is pending; other
@@ -232,33 +230,4 @@ func acceptFd(lfd int) (int, netip.AddrPort, error) {
 		}
 		return -1, netip.AddrPort{}, err
 	}
-}
-
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
-}
-
-// setNoDelay turns Nagle off: replies are already batched per wake-up.
-func setNoDelay(fd int) error {
-	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-}
-
-// setBacklog re-listens on an already listening socket, which only
-// updates the accept queue length (the net package uses the system's
-// maximum).
-func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
-	cerr := rc.Control(func(f uintptr) {
-		fd = int(f)
-		err = unix.Listen(fd, n)
-	})
-	if cerr != nil {
-		return -1, cerr
-	}
-	return fd, err
 }

@@ -2,7 +2,6 @@ package emcache
 
 import (
 	"net/netip"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -162,8 +161,6 @@ func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	}
 }
 
-func closeFd(fd int) error { return unix.Close(fd) }
-
 // acceptFd accepts one connection, non-blocking and close-on-exec. It
 // skips connections that died in the backlog; errWouldBlock means none is
 // pending; other errors (EMFILE, ENFILE, ENOBUFS...) ask for a back-off.
@@ -180,32 +177,4 @@ func acceptFd(lfd int) (int, netip.AddrPort, error) {
 		}
 		return -1, netip.AddrPort{}, err
 	}
-}
-
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
-}
-
-// setNoDelay turns Nagle off: replies are already batched per wake-up.
-func setNoDelay(fd int) error {
-	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-}
-
-// setBacklog re-listens on an already listening socket, which only
-// updates the accept queue length (the net package always uses somaxconn).
-func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
-	cerr := rc.Control(func(f uintptr) {
-		fd = int(f)
-		err = unix.Listen(fd, n)
-	})
-	if cerr != nil {
-		return -1, cerr
-	}
-	return fd, err
 }
