@@ -710,6 +710,9 @@ func FuzzMetaProtocol(f *testing.F) {
 		size := max(int(chunk)%64+1, len(data)/256)
 		for i := 0; i < len(data) && fd.act == actNone; i += size {
 			fd.write(t, data[i:min(i+size, len(data))])
+			if fd.act != actNone {
+				break // the connection closes: what it buffered is dropped
+			}
 			kept := len(fd.buf)
 			switch fd.pc.state {
 			case stData:
