@@ -178,3 +178,7 @@ func acceptFd(lfd int) (int, netip.AddrPort, error) {
 		return -1, netip.AddrPort{}, err
 	}
 }
+
+// yieldCPU lets other runnable threads on this core go first
+// (sched_yield; returns at once when there are none).
+func yieldCPU() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

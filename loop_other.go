@@ -248,3 +248,4 @@ func closeFd(fd int) error                              { return errNoPoller }
 func acceptFd(lfd int) (int, netip.AddrPort, error)     { return -1, netip.AddrPort{}, errNoPoller }
 func setNoDelay(fd int) error                           { return errNoPoller }
 func setBacklog(rc syscall.RawConn, n int) (int, error) { return -1, errNoPoller }
+func yieldCPU()                                         {}

@@ -851,6 +851,14 @@ func (w *worker) run() {
 			}
 		}
 		w.serveYielded()
+		if n > 0 && len(s.workers) > 1 {
+			// Hand the core to another runnable worker between batches, as
+			// memcached's threads effectively do: without it, workers
+			// sharing a core run whole scheduler slices and a request on
+			// the waiting one sees a ~4 ms p99 (set50 pinned to one core:
+			// 4.2 ms → 0.66 ms, throughput unchanged).
+			yieldCPU()
+		}
 		if m := s.mode.Load(); m != modeRun {
 			if m == modeClose {
 				w.closeAll()
