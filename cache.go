@@ -692,7 +692,7 @@ func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) 
 	old := s.value(off)
 	if len(d) <= len(old) {
 		// In place, as memcached does when the number still fits.
-		copy(old[copy(old, d):], spaces[:len(old)-len(d)])
+		padNumber(old, d)
 		s.setCAS(off, newCAS)
 		s.touchRead(off, now)
 		return n, c.casOut(newCAS), nil
@@ -717,8 +717,14 @@ func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) 
 	return n, c.casOut(newCAS), nil
 }
 
-// spaces pads numbers rewritten in place; 20 is the most digits of a uint64.
-var spaces = []byte("                    ")
+// padNumber writes the digits d over the value v, which is at least as
+// long, and fills the rest with spaces, as memcached rewrites a number in
+// place (the old value may carry any number of trailing spaces).
+func padNumber(v, d []byte) {
+	for i := copy(v, d); i < len(v); i++ {
+		v[i] = ' '
+	}
+}
 
 // parseUint parses a value as memcached's strtoull does for incr/decr:
 // leading spaces allowed, then decimal digits, then optional trailing spaces

@@ -1,6 +1,7 @@
 package emcache
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -238,7 +239,7 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 			require.Equal(t, old, n)
 			digits := fmt.Appendf(nil, "%d", n)
 			if len(digits) < len(m.value) {
-				digits = append(digits, spaces[:len(m.value)-len(digits)]...)
+				digits = append(digits, bytes.Repeat([]byte(" "), len(m.value)-len(digits))...)
 			}
 			m.value = digits
 			it, err := c.Get(key)

@@ -270,6 +270,8 @@ func TestCacheIncrDecr(t *testing.T) {
 		{name: "decr max delta", value: "18446744073709551615", delta: math.MaxUint64, want: 0, wantValue: "0" + strings.Repeat(" ", 19)},
 		{name: "decr zero", value: "0", delta: 1, want: 0, wantValue: "0"},
 		{name: "decr leading spaces", value: " 12", delta: 2, want: 10, wantValue: "10 "},
+		// Regression: padding longer than a uint64's 20 digits panicked.
+		{name: "decr long padding", value: "1" + strings.Repeat(" ", 30), delta: 1, want: 0, wantValue: "0" + strings.Repeat(" ", 30)},
 		{name: "letters", value: "abc", incr: true, delta: 1, wantErr: ErrNotNumeric},
 		{name: "decr letters", value: "abc", delta: 1, wantErr: ErrNotNumeric},
 		{name: "empty", value: "", incr: true, delta: 1, wantErr: ErrNotNumeric},

@@ -454,7 +454,7 @@ func (c *Cache) metaArith(key []byte, a *metaArithArgs, fn func(it metaItem, cre
 	d := strconv.AppendUint(digits[:0], n, 10)
 	if len(d) <= len(v) {
 		// In place, space-padded, as memcached does when the number fits.
-		copy(v[copy(v, d):], spaces[:len(v)-len(d)])
+		padNumber(v, d)
 		s.setCAS(off, cas)
 		s.noteAccess(off, now)
 		fn(metaItem{c, s, off, now}, false, n)
