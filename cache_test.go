@@ -1712,3 +1712,23 @@ func TestCacheHeapObjectsIndependentOfItems(t *testing.T) {
 	t.Logf("heap objects: %d with 10k items, %d with 300k items", before, after)
 	assert.Less(t, int64(after)-int64(before), int64(200))
 }
+
+// Regression: overwriting one key over and over cycles its shard's log; an
+// unread item sharing that shard was evicted when the tail reached it,
+// although the shard held almost no live data (the stress suite's flood
+// test lost canary keys this way).
+func TestCacheOverwritesDoNotEvictUnreadItems(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize})
+	for i := range 200 {
+		mustSet(t, c, fmt.Sprintf("quiet%d", i), "never read", 0, 0)
+	}
+	v := strings.Repeat("x", 500)
+	for n := range 20000 {
+		mustSet(t, c, fmt.Sprintf("hot%d", n%8), v, 0, 0)
+	}
+	assert.Zero(t, c.Stats().Evictions)
+	for i := range 200 {
+		_, err := c.Get([]byte(fmt.Sprintf("quiet%d", i)))
+		require.NoError(t, err, "quiet%d", i)
+	}
+}

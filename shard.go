@@ -50,6 +50,13 @@ const (
 // store stays bounded even when every item was recently read.
 const moveBudget = 32
 
+// liveFullNum/liveFullDen is the share of a shard's arena live items must
+// fill before it evicts: below it, the log's dead records make room.
+const (
+	liveFullNum = 7
+	liveFullDen = 8
+)
+
 // noEvictMoveBudget is moveBudget for caches that never evict.
 const noEvictMoveBudget = 1024
 
@@ -414,10 +421,12 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		r.tail += size
 		return true
 	}
-	// While the main ring has room the cache is not full, and nothing is
-	// evicted: unread small-ring items move on too (S3-FIFO evicts only
-	// from a full cache).
-	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.main.free() >= 2*size)
+	// S3-FIFO evicts only from a full cache. While the main ring has room,
+	// unread small-ring items move on; while live items fill less than
+	// liveFullNum/liveFullDen of the arena, the tail is mostly dead records
+	// (overwrites, deletes) and live items are moved past it, not evicted.
+	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.main.free() >= 2*size) ||
+		s.bytes*liveFullDen < uint64(len(s.buf))*liveFullNum
 	if keep && *budget > 0 {
 		*budget--
 		if r == &s.small {
