@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -599,7 +600,13 @@ func TestServerConnInfos(t *testing.T) {
 	_, s := startServer(t, ServerConfig{Addrs: []string{"127.0.0.1:0", "127.0.0.1:0"}})
 	cl := dial(t, s)
 	cl.roundTrip("version\r\n", "VERSION "+Version+"\r\n")
-	infos := s.connInfos()
+	// The reply can reach the client before its worker marks the
+	// connection waiting again.
+	var infos []connInfo
+	eventually(t, "the connection to wait for its next command", func() bool {
+		infos = s.connInfos()
+		return !slices.ContainsFunc(infos, func(ci connInfo) bool { return ci.state == "conn_parse_cmd" })
+	})
 	require.Len(t, infos, 3)
 	var listeners int
 	for _, ci := range infos {
