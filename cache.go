@@ -74,11 +74,14 @@ const (
 const relativeExptimeMax = 60 * 60 * 24 * 30
 
 // tickInterval paces the coarse clock; every crawlTicks ticks the crawler
-// reclaims expired items among crawlSlots index slots per shard.
+// visits a crawlPass-th of each shard's index (at least crawlMinSlots
+// slots), reclaiming expired items, so a full pass takes crawlPass seconds
+// whatever the cache's size and an idle cache costs next to nothing.
 const (
-	tickInterval = 250 * time.Millisecond
-	crawlTicks   = 4
-	crawlSlots   = 1 << 14
+	tickInterval  = 250 * time.Millisecond
+	crawlTicks    = 4
+	crawlPass     = 8
+	crawlMinSlots = 1024
 )
 
 // Config configures a [Cache]. The zero value gives memcached's defaults.
@@ -263,7 +266,7 @@ func (c *Cache) crawler() {
 		for _, s := range c.shards {
 			s.mu.Lock()
 			if !s.closed() {
-				s.crawl(crawlSlots, now)
+				s.crawl(min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass)), now)
 			}
 			s.mu.Unlock()
 		}
