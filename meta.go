@@ -387,8 +387,9 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		return lineLen, append(out, rBadFormat...)
 	}
 	toks := t[3 : nt-1]
+	var kbuf [MaxKeyLen]byte
 	f := metaFlags{key: t[1]}
-	e, key := parseMetaFlags(toks, &f, &pc.key)
+	e, key := parseMetaFlags(toks, &f, &kbuf)
 	f.key = key
 	if e == "" && len(f.opaque) > metaMaxOpaque {
 		e = rMetaOpaqueTooLong
@@ -432,7 +433,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		return need, s.metaSetBlock(pc, f.key, rest[lineLen:need], out)
 	}
 	pc.vlen = int(vlen)
-	pc.nkey = uint8(copy(pc.key[:], f.key))
+	pc.holdKey(f.key)
 	pc.state = stData
 	m.pending = true
 	return lineLen, out

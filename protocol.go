@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -132,7 +133,9 @@ type protoConn struct {
 	cas     uint64
 	vlen    int // data block length, without its CRLF
 	nkey    uint8
-	key     [MaxKeyLen]byte
+	// key is borrowed from keyPool only while a value trickles in, so an
+	// idle connection does not carry a key-sized buffer.
+	key *[MaxKeyLen]byte
 
 	// swallow is how many bytes of a refused data block are still to come.
 	swallow int
@@ -146,6 +149,17 @@ type protoConn struct {
 	// getStart is where this retrieval's replies start in out, or -1 once
 	// part of them was handed to the reactor and can no longer be retracted.
 	getStart int
+}
+
+// keyPool lends key buffers to connections whose value is still arriving.
+var keyPool = sync.Pool{New: func() any { return new([MaxKeyLen]byte) }}
+
+// holdKey keeps key for the data block still to come (stData).
+func (pc *protoConn) holdKey(key []byte) {
+	if pc.key == nil {
+		pc.key = keyPool.Get().(*[MaxKeyLen]byte)
+	}
+	pc.nkey = uint8(copy(pc.key[:], key))
 }
 
 // pending returns the input a request in progress needs in all once that is
@@ -200,6 +214,8 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 				return n, out, reqs, actNone
 			}
 			out = s.store(pc, pc.key[:pc.nkey], in[n:n+need], out)
+			keyPool.Put(pc.key)
+			pc.key = nil
 			n += need
 			reqs++
 			pc.state = stCommand
@@ -662,7 +678,7 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 		return need, s.store(pc, key, rest[lineLen:need], out), actNone
 	}
 	// The block is still arriving: keep the command, not its line.
-	pc.nkey = uint8(copy(pc.key[:], key))
+	pc.holdKey(key)
 	pc.state = stData
 	return lineLen, out, actNone
 }
