@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"math"
 	"strconv"
+	"sync"
 )
 
 // The meta protocol: mg, ms, md, ma, mn and me, as memcached 1.6.18 parses
@@ -358,10 +359,7 @@ func appendMetaKey(out, key []byte, binary bool) []byte {
 // the length wait in protoConn's storage fields, the rest here, so that the
 // line need not stay buffered while a large value arrives.
 type metaSetState struct {
-	// pending routes the data block of stData here rather than to the
-	// classic storage commands.
-	pending bool
-	args    metaStoreArgs
+	args metaStoreArgs
 	// ret are the return flags among O, k, c and s, in request order.
 	ret     [4]byte
 	nret    uint8
@@ -412,8 +410,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		pc.state, pc.swallow = stSwallow, int(vlen)+2
 		return lineLen, append(out, e...)
 	}
-	m := &pc.meta
-	*m = metaSetState{args: metaStoreArgs{
+	m := &metaSetState{args: metaStoreArgs{
 		mode: f.mode, clientFlags: f.clientFlags, exptime: f.exptime,
 		vivify: f.vivify, vivExptime: f.vivExptime,
 		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
@@ -430,20 +427,23 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	pc.noreply = f.quiet
 	need := lineLen + int(vlen) + 2
 	if len(rest) >= need {
-		return need, s.metaSetBlock(pc, f.key, rest[lineLen:need], out)
+		return need, s.metaSetBlock(pc, m, f.key, rest[lineLen:need], out)
 	}
 	pc.vlen = int(vlen)
 	pc.holdKey(f.key)
 	pc.state = stData
-	m.pending = true
+	pc.meta = metaPool.Get().(*metaSetState)
+	*pc.meta = *m
 	return lineLen, out
 }
 
-// metaSetBlock finishes the ms in pc.meta with its data block (value +
+// metaPool lends the state of an ms command to connections whose data
+// block is still arriving.
+var metaPool = sync.Pool{New: func() any { return new(metaSetState) }}
+
+// metaSetBlock finishes the ms command m with its data block (value +
 // CRLF).
-func (s *Server) metaSetBlock(pc *protoConn, key, block, out []byte) []byte {
-	m := &pc.meta
-	m.pending = false
+func (s *Server) metaSetBlock(pc *protoConn, m *metaSetState, key, block, out []byte) []byte {
 	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
 		return append(out, rBadDataChunk...)
 	}

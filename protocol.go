@@ -139,8 +139,9 @@ type protoConn struct {
 
 	// swallow is how many bytes of a refused data block are still to come.
 	swallow int
-	// meta is the rest of an ms command whose block is pending (meta.go).
-	meta metaSetState
+	// meta is the rest of an ms command whose block is still arriving
+	// (meta.go), borrowed from metaPool only meanwhile.
+	meta *metaSetState
 
 	// The retrieval of stGetKeys/stGetDrop.
 	getCAS, getTouch bool
@@ -702,8 +703,11 @@ func (s *Server) refuseTooLarge(cmd storeCmd, key []byte) {
 
 // store runs the storage command in pc with its data block (value + CRLF).
 func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
-	if pc.meta.pending {
-		return s.metaSetBlock(pc, key, block, out)
+	if m := pc.meta; m != nil {
+		pc.meta = nil
+		out = s.metaSetBlock(pc, m, key, block, out)
+		metaPool.Put(m)
+		return out
 	}
 	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
 		return reply(out, pc.noreply, rBadDataChunk)
