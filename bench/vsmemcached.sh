@@ -17,11 +17,12 @@ set -euo pipefail
 rounds=5
 bench=${BENCH:-}
 compare_out=""
+reused=""
 while getopts "r:b:c:" opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	b) bench=$OPTARG ;;
-	c) compare_out=$OPTARG ;;
+	c) compare_out=$OPTARG reused=" The scenario table is an earlier compare.sh run's output, given with -c: it may predate the build measured below." ;;
 	*) exit 2 ;;
 	esac
 done
@@ -77,7 +78,7 @@ idle() { # idle NAME CMD...: hold 15000 connections to a fresh server
 
 table=$work/table.md
 {
-	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(go version | cut -d' ' -f3), against $mcversion (Debian); A = emcached, B = memcached, both \`-t 2 -m 1024 -c 4096\`, server pinned to CPU 0 and mcbench to CPU 1 by compare.sh ($rounds rounds)."
+	echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(go version | cut -d' ' -f3), against $mcversion (Debian); A = emcached, B = memcached, both \`-t 2 -m 1024 -c 4096\`, server pinned to CPU 0 and mcbench to CPU 1 by compare.sh ($rounds rounds).$reused"
 	echo
 	echo '```'
 	sed -n '/^scenario /,$p' "$compare_out"
