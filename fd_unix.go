@@ -9,7 +9,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Socket helpers shared by both pollers (loop_linux.go, loop_bsd.go).
+// What both pollers (loop_linux.go, loop_bsd.go) share: the reactor entry
+// points and socket helpers.
+
+// start runs the reactor: N workers, each on its own poller.
+func (s *Server) start() error { return s.startReactor() }
+
+// wakeWorkers makes every worker look at s.mode again.
+func (s *Server) wakeWorkers() { s.wakePollers() }
+
+// connPlat and serverPlat are empty here: the reactor keeps all its
+// state in server.go.
+type (
+	connPlat   struct{}
+	serverPlat struct{}
+)
 
 func closeFd(fd int) error { return unix.Close(fd) }
 

@@ -15,19 +15,6 @@ import (
 // does without eventfd. Everything else about the reactor lives in
 // server.go.
 
-// start runs the reactor: N workers, each on its own kqueue.
-func (s *Server) start() error { return s.startReactor() }
-
-// wakeWorkers makes every worker look at s.mode again.
-func (s *Server) wakeWorkers() { s.wakePollers() }
-
-// connPlat and serverPlat are empty here: the reactor keeps all its
-// state in server.go.
-type (
-	connPlat   struct{}
-	serverPlat struct{}
-)
-
 // poller is one kqueue plus the pipe that wakes it.
 type poller struct {
 	kq      int
@@ -173,25 +160,14 @@ func (p *poller) close() error {
 }
 
 // readFd reads once; errWouldBlock replaces EAGAIN.
-func readFd(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		switch err {
-		case nil:
-			return n, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return 0, errWouldBlock
-		}
-		return 0, err
-	}
-}
+func readFd(fd int, b []byte) (int, error) { return retryIO(unix.Read, fd, b) }
 
 // writeFd writes once; errWouldBlock replaces EAGAIN.
-func writeFd(fd int, b []byte) (int, error) {
+func writeFd(fd int, b []byte) (int, error) { return retryIO(unix.Write, fd, b) }
+
+func retryIO(op func(int, []byte) (int, error), fd int, b []byte) (int, error) {
 	for {
-		n, err := unix.Write(fd, b)
+		n, err := op(fd, b)
 		switch err {
 		case nil:
 			return n, nil

@@ -11,19 +11,6 @@ import (
 // instance per worker, woken by an eventfd, as memcached does when built
 // with HAVE_EVENTFD. Everything else about the reactor lives in server.go.
 
-// start runs the reactor: N workers, each on its own epoll.
-func (s *Server) start() error { return s.startReactor() }
-
-// wakeWorkers makes every worker look at s.mode again.
-func (s *Server) wakeWorkers() { s.wakePollers() }
-
-// connPlat and serverPlat are empty here: the reactor keeps all its
-// state in server.go.
-type (
-	connPlat   struct{}
-	serverPlat struct{}
-)
-
 // poller is one epoll instance plus the eventfd that wakes it.
 type poller struct {
 	epfd   int
