@@ -50,9 +50,11 @@ const (
 // MaxKeyLen is the longest key memcached accepts.
 const MaxKeyLen = 250
 
-// ItemOverhead is the arena bytes an item uses beyond its key and value; an
-// item's size for MaxItemSize is ItemOverhead + len(key) + len(value).
-const ItemOverhead = headerSize
+// ItemOverhead is what MaxItemSize counts beyond an item's key and value:
+// an item's size for the limit is ItemOverhead + len(key) + len(value). It
+// is the largest record header; most items use far less (Stats.Bytes
+// counts what they do use), a 100-byte value with flags about 11 bytes.
+const ItemOverhead = maxHeader
 
 // Defaults and limits of [Config].
 const (
@@ -354,7 +356,7 @@ func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte
 	if err != nil {
 		return false
 	}
-	_, off, ok := s.get(key, h, now, touch, exptime)
+	off, ok := s.get(key, h, now, touch, exptime)
 	if ok {
 		fn(s.value(off), s.flags(off), c.casOut(s.cas(off)))
 	}
@@ -364,32 +366,36 @@ func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte
 
 // get looks up key for a read and counts it; with touch it also sets the
 // expiry.
-func (s *shard) get(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, uint64, bool) {
+func (s *shard) get(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, bool) {
 	// memcached's gat counts only as a touch.
 	if touch {
 		s.st.cmdTouch++
 	} else {
 		s.st.cmdGet++
 	}
-	slot, off, ok, wasExpired := s.lookupExpired(key, h, now)
+	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
 	if wasExpired && !touch {
 		s.st.getExpired++
+	}
+	if ok && touch {
+		// Room for the expiry may cost the item itself, when it was the
+		// next to go: then it is gone before the touch.
+		off, ok = s.retime(key, h, off, expiry(exptime, now), now)
 	}
 	switch {
 	case !ok && touch:
 		s.st.touchMisses++
-		return slot, 0, false
+		return 0, false
 	case !ok:
 		s.st.getMisses++
-		return slot, 0, false
+		return 0, false
 	case touch:
 		s.st.touchHits++
-		s.setExpiry(off, expiry(exptime, now))
 	default:
 		s.st.getHits++
 	}
 	s.touchRead(off, now)
-	return slot, off, true
+	return off, true
 }
 
 // Get returns a copy of the item stored under key, or ErrNotFound.
@@ -418,7 +424,7 @@ func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, I
 		return dst, Item{}, err
 	}
 	defer s.mu.Unlock()
-	_, off, ok := s.get(key, h, now, touch, exptime)
+	off, ok := s.get(key, h, now, touch, exptime)
 	if !ok {
 		return dst, Item{}, ErrNotFound
 	}
@@ -523,11 +529,12 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 		s.st.casHits++
 	}
 	valLen := len(value)
+	exp := expiry(exptime, now)
 	if mode == modeAppend || mode == modePrepend {
-		valLen += int(s.valLen(off))
+		valLen += len(s.value(off))
+		flags, exp = s.flags(off), s.expiry(off)
 	}
-	size := headerSize + len(key) + valLen
-	if size > c.maxItemSize {
+	if ItemOverhead+len(key)+valLen > c.maxItemSize {
 		s.st.cmdSet--
 		s.st.storeTooLarge++
 		if found && mode == modeSet {
@@ -540,7 +547,8 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 		bits = s.bits(off) & freqMask
 	}
 	oldInMain := found && off >= s.main.base
-	dst, ok := s.place(uint64(size), h, oldInMain, now)
+	size := s.recordSize(len(key), valLen, flags, exp, 0, false)
+	dst, ok := s.placeNew(size, h, oldInMain, now)
 	if !ok {
 		s.st.cmdSet--
 		s.st.storeNoMemory++
@@ -552,15 +560,10 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	// Making room may have evicted or moved the old item: look again.
 	slot, off, found = s.lookup(key, h, now)
 	if !found && (mode == modeAppend || mode == modePrepend) {
-		s.hole(dst, uint64(size))
+		s.hole(dst, size)
 		return 0, ErrNotStored
 	}
-	exp := expiry(exptime, now)
-	if mode == modeAppend || mode == modePrepend {
-		flags, exp = s.flags(off), s.expiry(off)
-	}
-	newCAS := s.nextCAS()
-	v := s.write(dst, key, valLen, flags, exp, now, newCAS, bits)
+	v := s.write(dst, key, valLen, flags, exp, now, 0, bits, false)
 	switch mode {
 	case modeAppend:
 		copy(v[copy(v, s.value(off)):], value)
@@ -571,19 +574,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	}
 	s.link(key, h, slot, found, dst)
 	s.st.totalItems++
-	return c.casOut(newCAS), nil
-}
-
-// link points the index at a freshly written record, replacing the old one
-// in slot if found.
-func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) {
-	if found {
-		s.bytes -= s.size(slotOff(s.slots[slot]))
-		s.slots[slot] = s.slots[slot]&^0xffffffff | (off + 1)
-	} else {
-		s.insert(key, h, off)
-	}
-	s.bytes += s.size(off)
+	return c.casOut(s.cas(dst)), nil
 }
 
 // refuseTooLarge records a store refused for size before its value was
@@ -627,12 +618,14 @@ func (c *Cache) Touch(key []byte, exptime int64) error {
 	defer s.mu.Unlock()
 	s.st.cmdTouch++
 	_, off, ok := s.lookup(key, h, now)
+	if ok {
+		off, ok = s.retime(key, h, off, expiry(exptime, now), now)
+	}
 	if !ok {
 		s.st.touchMisses++
 		return ErrNotFound
 	}
 	s.st.touchHits++
-	s.setExpiry(off, expiry(exptime, now))
 	s.touchRead(off, now)
 	return nil
 }
@@ -691,17 +684,20 @@ func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) 
 	}
 	var digits [20]byte
 	d := strconv.AppendUint(digits[:0], n, 10)
-	newCAS := s.nextCAS()
-	old := s.value(off)
-	if len(d) <= len(old) {
-		// In place, as memcached does when the number still fits.
-		padNumber(old, d)
-		s.setCAS(off, newCAS)
-		s.touchRead(off, now)
-		return n, c.casOut(newCAS), nil
+	if len(d) <= len(s.value(off)) {
+		// In place, as memcached does when the number still fits (unless
+		// making room for the CAS cost the item: then as below).
+		if off, ok = s.widen(key, h, off, now); ok {
+			padNumber(s.value(off), d)
+			newCAS := s.nextCAS()
+			s.setCAS(off, newCAS)
+			s.touchRead(off, now)
+			return n, c.casOut(newCAS), nil
+		}
 	}
-	size := uint64(headerSize + len(key) + len(d))
-	dst, ok := s.place(size, h, off >= s.main.base, now)
+	// A counter's record is wide, so its next change fits in place.
+	size := s.recordSize(len(key), len(d), 0, 0, 0, true)
+	dst, ok := s.placeNew(size, h, off >= s.main.base, now)
 	if !ok {
 		s.st.storeNoMemory++
 		return 0, 0, ErrNoMemory
@@ -714,10 +710,10 @@ func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) 
 	if found {
 		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&freqMask
 	}
-	copy(s.write(dst, key, len(d), flags, exp, now, newCAS, bits), d)
+	copy(s.write(dst, key, len(d), flags, exp, now, 0, bits, true), d)
 	s.link(key, h, slot, found, dst)
 	s.st.totalItems++
-	return n, c.casOut(newCAS), nil
+	return n, c.casOut(s.cas(dst)), nil
 }
 
 // padNumber writes the digits d over the value v, which is at least as

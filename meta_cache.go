@@ -47,7 +47,8 @@ func (m metaItem) has(bit byte) bool   { return m.s.bits(m.off)&bit != 0 }
 func (m metaItem) mark(bit byte)       { m.s.buf[m.off+offBits] |= bit }
 func (m metaItem) expiry() uint32      { return m.s.expiry(m.off) }
 
-// setExptime sets the expiry from a memcached exptime.
+// setExptime sets the expiry from a memcached exptime; the operation has
+// widened the record if it may (metaGetArgs.touch, metaArith).
 func (m metaItem) setExptime(exptime int64) { m.s.setExpiry(m.off, expiry(exptime, m.now)) }
 
 // ttl is the remaining time to live as memcached's t flag prints it: -1 for
@@ -90,6 +91,9 @@ func (c *Cache) metaGet(key []byte, a *metaGetArgs, fn func(it metaItem, created
 	if wasExpired {
 		s.st.getExpired++
 	}
+	if ok && a.touch {
+		off, ok = s.widen(key, h, off, now)
+	}
 	created := false
 	if !ok && a.vivify {
 		off, ok = s.metaCreate(key, h, nil, a.hasCASIn, a.casIn, a.binary, now)
@@ -115,23 +119,23 @@ func (c *Cache) metaGet(key []byte, a *metaGetArgs, fn func(it metaItem, created
 }
 
 // metaCreate stores a new item under key, which holds none: value, client
-// flags 0, no expiry, CAS casIn or the next one. It reports false when no
-// room can be made.
+// flags 0, no expiry, CAS casIn or its own. The record is wide, since the
+// command goes on to set its TTL. It reports false when no room can be made.
 func (s *shard) metaCreate(key []byte, h uint64, value []byte, hasCASIn bool, casIn uint64, binary bool, now uint32) (uint64, bool) {
-	size := uint64(headerSize + len(key) + len(value))
-	dst, ok := s.place(size, h, false, now)
+	size := s.recordSize(len(key), len(value), 0, 0, 0, true)
+	dst, ok := s.placeNew(size, h, false, now)
 	if !ok {
 		return 0, false
 	}
-	cas := casIn
-	if !hasCASIn {
-		cas = s.nextCAS()
+	var cas uint64
+	if hasCASIn {
+		cas = casIn
 	}
 	var bits byte
 	if binary {
 		bits = bitKeyBinary
 	}
-	copy(s.write(dst, key, len(value), 0, 0, now, cas, bits), value)
+	copy(s.write(dst, key, len(value), 0, 0, now, cas, bits, true), value)
 	s.link(key, h, 0, false, dst)
 	s.st.totalItems++
 	return dst, true
@@ -225,7 +229,7 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 				return metaExists, 0, len(value)
 			}
 			flags, exp = s.flags(off), s.expiry(off)
-			valLen += int(s.valLen(off))
+			valLen += len(s.value(off))
 		}
 	} else {
 		switch mode {
@@ -241,14 +245,18 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 			exp = expiry(a.vivExptime, now)
 		}
 	}
-	size := headerSize + len(key) + valLen
-	if size > c.maxItemSize {
+	if ItemOverhead+len(key)+valLen > c.maxItemSize {
 		// Only a concatenation gets here: the protocol refuses other
 		// values that are too large before reading them. memcached's
 		// allocation of the joined item fails and the store is refused.
 		return metaNotStored, 0, len(value)
 	}
-	dst, ok := s.place(uint64(size), h, found && off >= s.main.base, now)
+	var cas uint64
+	if a.hasCASIn {
+		cas = a.casIn
+	}
+	size := s.recordSize(len(key), valLen, flags, exp, cas, false)
+	dst, ok := s.placeNew(size, h, found && off >= s.main.base, now)
 	if !ok {
 		s.st.storeNoMemory++
 		if slot, f := s.find(key, h); f {
@@ -259,17 +267,13 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 	// Making room may have moved or evicted the old item: look again.
 	slot, off, stillFound := s.lookup(key, h, now)
 	if found && !stillFound && appending {
-		s.hole(dst, uint64(size))
+		s.hole(dst, size)
 		return metaNotStored, 0, len(value)
 	}
 	if stillFound {
 		bits |= s.bits(off) & freqMask
 	}
-	cas := a.casIn
-	if !a.hasCASIn {
-		cas = s.nextCAS()
-	}
-	v := s.write(dst, key, valLen, flags, exp, now, cas, bits)
+	v := s.write(dst, key, valLen, flags, exp, now, cas, bits, false)
 	switch {
 	case found && mode == 'A':
 		copy(v[copy(v, s.value(off)):], value)
@@ -280,7 +284,7 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 	}
 	s.link(key, h, slot, stillFound, dst)
 	s.st.totalItems++
-	return metaOK, c.casOut(cas), valLen
+	return metaOK, c.casOut(s.cas(dst)), valLen
 }
 
 // metaRefuse records an ms refused before its data block was read, for its
@@ -342,8 +346,8 @@ func (c *Cache) metaDelete(key []byte, a *metaDeleteArgs) metaStatus {
 		if !a.hasCASIn {
 			cas = s.cas(off)
 		}
-		size := uint64(headerSize + len(key))
-		dst, placed := s.place(size, h, off >= s.main.base, now)
+		size := s.recordSize(len(key), 0, 0, 0, 0, true)
+		dst, placed := s.placeNew(size, h, off >= s.main.base, now)
 		if !placed {
 			return metaNoMemory
 		}
@@ -357,12 +361,15 @@ func (c *Cache) metaDelete(key []byte, a *metaDeleteArgs) metaStatus {
 		}
 		var found bool
 		slot, _, found = s.lookup(key, h, now)
-		s.write(dst, key, 0, a.clientFlags, exp, now, cas, bits)
+		s.write(dst, key, 0, a.clientFlags, exp, now, cas, bits, true)
 		s.link(key, h, slot, found, dst)
 		s.st.totalItems++
 		off = dst
 	}
 	if a.invalidate {
+		if off, ok = s.widen(key, h, off, now); !ok {
+			return metaNoMemory
+		}
 		if a.hasTTL {
 			s.setExpiry(off, expiry(a.exptime, now))
 		}
@@ -453,15 +460,19 @@ func (c *Cache) metaArith(key []byte, a *metaArithArgs, fn func(it metaItem, cre
 	}
 	d := strconv.AppendUint(digits[:0], n, 10)
 	if len(d) <= len(v) {
-		// In place, space-padded, as memcached does when the number fits.
-		padNumber(v, d)
-		s.setCAS(off, cas)
-		s.noteAccess(off, now)
-		fn(metaItem{c, s, off, now}, false, n)
-		return metaOK
+		// In place, space-padded, as memcached does when the number fits
+		// (unless making room for the CAS cost the item: then as below).
+		if off, ok = s.widen(key, h, off, now); ok {
+			padNumber(s.value(off), d)
+			s.setCAS(off, cas)
+			s.noteAccess(off, now)
+			fn(metaItem{c, s, off, now}, false, n)
+			return metaOK
+		}
 	}
-	size := uint64(headerSize + len(key) + len(d))
-	dst, placed := s.place(size, h, off >= s.main.base, now)
+	// Wide, so that the T flag and the next change fit in place.
+	size := s.recordSize(len(key), len(d), 0, 0, cas, true)
+	dst, placed := s.placeNew(size, h, off >= s.main.base, now)
 	if !placed {
 		s.st.storeNoMemory++
 		return metaNoMemory
@@ -472,7 +483,7 @@ func (c *Cache) metaArith(key []byte, a *metaArithArgs, fn func(it metaItem, cre
 	if found {
 		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&(freqMask|bitKeyBinary)
 	}
-	copy(s.write(dst, key, len(d), flags, exp, now, cas, bits), d)
+	copy(s.write(dst, key, len(d), flags, exp, now, cas, bits, true), d)
 	s.link(key, h, slot, found, dst)
 	s.st.totalItems++
 	fn(metaItem{c, s, dst, now}, false, n)

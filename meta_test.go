@@ -27,9 +27,14 @@ func newMetaClock() *metaClock {
 func (c *metaClock) now() time.Time        { return time.Unix(c.sec.Load(), 0) }
 func (c *metaClock) advance(seconds int64) { c.sec.Add(seconds) }
 
-// metaCacheBytes keeps the test caches to one shard, so that CAS values are
-// 1, 2, 3... in the order items change and replies can be compared whole.
+// metaCacheBytes keeps the test caches to one shard, which startMetaServer
+// makes wide (every record with a CAS field, as in a cache that cannot
+// evict), so that CAS values are 1, 2, 3... in the order items change, as
+// memcached's, and replies can be compared whole.
 const metaCacheBytes = 8000
+
+// metaFill is the longest value key "k" can hold in the test caches.
+const metaFill = MinMaxItemSize - ItemOverhead - len("k")
 
 // startMetaServer serves a one-shard cache on the fake clock and returns a
 // connection to it.
@@ -42,6 +47,10 @@ func startMetaServer(t *testing.T, cfg Config) (*Server, net.Conn, *metaClock) {
 	cfg.Now = clk.now
 	s, addr := startProtoServer(t, ServerConfig{}, cfg)
 	require.Len(t, s.cache.shards, 1)
+	sh := s.cache.shards[0]
+	sh.mu.Lock()
+	sh.wide = true
+	sh.mu.Unlock()
 	return s, protoDial(t, addr), clk
 }
 
@@ -305,9 +314,9 @@ func TestMetaProtocol(t *testing.T) {
 			mstep("mg k\r\n", "EN\r\n"),
 			// An append can outgrow the limit only once joined: not stored.
 			mstep("ms k 900\r\n"+strings.Repeat("a", 900)+"\r\n", "HD\r\n"),
-			mstep("ms k 97 MA\r\n"+strings.Repeat("b", 97)+"\r\n", "HD\r\n"),
+			mstep(fmt.Sprintf("ms k %d MA\r\n%s\r\n", metaFill-900, strings.Repeat("b", metaFill-900)), "HD\r\n"),
 			mstep("ms k 1 MA\r\nc\r\n", "NS\r\n"),
-			mstep("mg k s\r\n", "HD s997\r\n"),
+			mstep("mg k s\r\n", fmt.Sprintf("HD s%d\r\n", metaFill)),
 		}},
 
 		// md.
@@ -418,12 +427,12 @@ func TestMetaProtocol(t *testing.T) {
 		{name: "me", steps: []metaStep{
 			mstep("me mek\r\n", "EN\r\n"),
 			mstep("set mek 0 0 2\r\nhi\r\n", "STORED\r\n"),
-			mafter(4, "me mek\r\n", "ME mek exp=-1 la=4 cas=1 fetch=no cls=1 size=31\r\n"),
-			mstep("mg mek\r\nme mek\r\n", "HD\r\nME mek exp=-1 la=0 cas=1 fetch=yes cls=1 size=31\r\n"),
+			mafter(4, "me mek\r\n", "ME mek exp=-1 la=4 cas=1 fetch=no cls=1 size=28\r\n"),
+			mstep("mg mek\r\nme mek\r\n", "HD\r\nME mek exp=-1 la=0 cas=1 fetch=yes cls=1 size=28\r\n"),
 			mstep("ms mek 2 T100\r\nho\r\n", "HD\r\n"),
-			mafter(10, "me mek extra words\r\n", "ME mek exp=-90 la=10 cas=2 fetch=no cls=1 size=31\r\n"),
+			mafter(10, "me mek extra words\r\n", "ME mek exp=-90 la=10 cas=2 fetch=no cls=1 size=28\r\n"),
 			mstep("ms Zm9v 2 b\r\nhi\r\n", "HD\r\n"),
-			mstep("me Zm9v b\r\n", "ME Zm9v exp=-1 la=0 cas=3 fetch=no cls=1 size=31\r\n"),
+			mstep("me Zm9v b\r\n", "ME Zm9v exp=-1 la=0 cas=3 fetch=no cls=1 size=28\r\n"),
 			mstep("me\r\n", "CLIENT_ERROR bad command line format\r\n"),
 			mstep("me "+protoKey251+"\r\n", "CLIENT_ERROR bad command line format\r\n"),
 		}},

@@ -3,6 +3,7 @@ package emcache
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -10,28 +11,37 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// An item is stored in a shard's arena as one record:
+// An item is stored in a shard's arena as one record whose header carries
+// only what the item needs, so that a small item costs little more than its
+// key and value:
 //
 //	[0]      key length (0 marks a hole: padding or an abandoned allocation)
-//	[1]      bits: frequency (2 bits), fetched, stale, win-token-given
-//	[2:6]    value length
-//	[6:10]   client flags
-//	[10:14]  expiry, Unix seconds (0 = never)
-//	[14:18]  last access, Unix seconds
-//	[18:26]  CAS
-//	[26:]    key, then value
+//	[1]      bits: frequency (2 bits), fetched, stale, win-token-given,
+//	         key-binary, has-flags, has-expiry
+//	[2:6]    last access, Unix seconds mod 2^31; the top bit: has-CAS
+//	[6:]     value length, varint (1 byte below 128)
+//	         client flags, 4 bytes, if has-flags
+//	         expiry, Unix seconds, 4 bytes, if has-expiry
+//	         CAS, 8 bytes, if has-CAS
+//	         key, then value
 //
-// A hole's value-length field holds the number of bytes to skip after its
-// header. The last bytes of a ring too short for a header are skipped
-// implicitly.
+// An item without a CAS field has the CAS of its position: each ring's log
+// position only grows, so a new record always gets a new CAS (see
+// derivedCAS); a record that moves (CLOCK reinsertion, promotion, resizing)
+// takes its CAS along in the field. Operations that change an expiry or a
+// CAS in place first widen the record to carry both (widen).
+//
+// A hole is [0] = 0 and [1:5] its length. The last bytes of a ring too short
+// for a hole are skipped implicitly; every record is longer than that.
 const (
 	offBits    = 1
-	offValLen  = 2
-	offFlags   = 6
-	offExpiry  = 10
-	offAccess  = 14
-	offCAS     = 18
-	headerSize = 26
+	offAccess  = 2
+	offValLen  = 6
+	holeMin    = 5
+	minHeader  = offValLen + 1
+	maxHeader  = offValLen + 5 + 4 + 4 + 8 // a 5-byte varint and every field
+	accessMask = 1<<31 - 1
+	accessCAS  = 1 << 31
 )
 
 const (
@@ -43,6 +53,9 @@ const (
 	// mg's k flag and me echo it encoded, as memcached's ITEM_KEY_BINARY
 	// does; a store through the classic API clears it.
 	bitKeyBinary = 0x20
+	hasFlags     = 0x40 // the record has a client-flags field
+	hasExpiry    = 0x80 // the record has an expiry field
+	layoutBits   = hasFlags | hasExpiry
 )
 
 // moveBudget bounds how many live items one allocation may move (reinsert or
@@ -57,6 +70,12 @@ const (
 	liveFullDen = 8
 )
 
+// moveSlack is the free space the main ring keeps outside an allocation: a
+// moved record may grow by its CAS field, and this lets every move one
+// allocation's budget allows find the room, so a recently read item is
+// never evicted for want of those few bytes.
+const moveSlack = moveBudget * 8
+
 // noEvictMoveBudget is moveBudget for caches that never evict.
 const noEvictMoveBudget = 1024
 
@@ -67,14 +86,30 @@ const smallRingPercent = 10
 
 // ghostRatio sizes the direct-mapped ghost table at a quarter of the index:
 // S3-FIFO's ghost should remember about as many keys as the main ring holds,
-// and a collision merely forgets one; this costs about two bytes per item.
+// and a collision merely forgets one; at two bytes an entry this costs about
+// half a byte per item.
 const ghostRatio = 4
 
-// maxLoadNum/maxLoadDen is the index's maximum load factor before doubling;
-// linear probing stays short below 3/4.
+// The index is open addressing with Robin Hood insertion over 4-byte slots:
+// the arena offset (in units, plus one; 0 is empty) in the low offBits,
+// then the entry's distance from its home slot in dispBits, then as many
+// bits of the key's hash as are left, which spare most key comparisons.
+// Knowing each entry's distance lets deletion shift entries back without
+// rehashing keys, and lets a lookup stop as soon as it passes where the key
+// would be. The table grows by a quarter when it is maxLoadNum/maxLoadDen
+// full or a distance would overflow, rehashing the keys from the arena, so
+// it stays between about 72% and 90% full; each size fills its pages.
 const (
-	maxLoadNum = 3
-	maxLoadDen = 4
+	dispBits    = 5
+	maxDisp     = 1<<dispBits - 1
+	maxOffBits  = 32 - dispBits - 2 // leave at least two tag bits
+	maxLoadNum  = 9
+	maxLoadDen  = 10
+	growNum     = 5
+	growDen     = 4
+	minSlots    = 64
+	pageSize    = 4096
+	initialSlot = 256
 )
 
 var le = binary.LittleEndian
@@ -98,25 +133,30 @@ type shard struct {
 	buf         []byte // mem.buf; nil once closed
 	small, main ring
 
-	// slots hold tag<<32 | (arena offset+1); 0 is empty. The tag is the high
-	// half of the key's hash and also picks the home slot, so the table can
-	// grow without reading keys.
-	slots []uint64
-	mask  uint64
-	count uint64 // live items
-	bytes uint64 // arena bytes held by live items
+	slots   []uint32
+	nslots  uint64
+	count   uint64 // live items
+	bytes   uint64 // arena bytes held by live items
+	offBits uint   // slot bits holding an arena offset
+	unit    uint   // arena offsets are multiples of 1<<unit
 
-	// ghost remembers tags of items evicted from the small ring without a
+	// ghost remembers hashes of items evicted from the small ring without a
 	// second access; a store of such a key goes straight to the main ring.
-	ghost []uint32
+	ghost []uint16
 
 	id       uint64 // shard index, the low bits of every CAS it hands out
 	casShift uint
 	casSeq   uint64
 
+	// wide: every record carries flags, expiry and CAS, so nothing ever
+	// needs room to change in place (caches that cannot evict to make it).
+	wide    bool
 	noEvict bool
-	st      counters
-	cursor  uint64 // crawler position in slots
+	// relocating: an item is set aside while room is made for it, and
+	// the moves that room takes evict rather than set aside another.
+	relocating bool
+	st         counters
+	cursor     uint64 // crawler position in slots
 
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
@@ -133,13 +173,10 @@ type counters struct {
 	storeTooLarge, storeNoMemory                              uint64
 }
 
-// initialSlots is a new shard's index size.
-const initialSlots = 1024
-
 func newShard(id uint64, casShift uint, capacity uint64, noEvict bool) *shard {
-	s := &shard{id: id, casShift: casShift, noEvict: noEvict, mem: new(shardMem)}
+	s := &shard{id: id, casShift: casShift, noEvict: noEvict, wide: noEvict, mem: new(shardMem)}
 	s.setArena(s.mem.arena(int(capacity)))
-	s.setSlots(s.mem.index(initialSlots))
+	s.setSlots(s.mem.index(initialSlot), initialSlot)
 	runtime.AddCleanup(s, (*shardMem).free, s.mem)
 	return s
 }
@@ -158,10 +195,25 @@ func (m *shardMem) arena(n int) []byte {
 	return m.buf
 }
 
+func ghostLen(nslots int) int { return max(nslots/ghostRatio, 1) }
+
+func indexBytes(nslots int) int { return nslots*4 + ghostLen(nslots)*2 }
+
+// pageFill returns the largest slot count at least n whose index and ghost
+// table take no more pages than n slots do: the rest of the last page would
+// be mapped anyway.
+func pageFill(n int) int {
+	limit := (indexBytes(n) + pageSize - 1) &^ (pageSize - 1)
+	for indexBytes(n+1) <= limit {
+		n++
+	}
+	return n
+}
+
 // index maps n index slots and the ghost table that goes with them.
 func (m *shardMem) index(n int) []byte {
 	freeBytes(m.slots)
-	m.slots = allocBytes(n*8 + n/ghostRatio*4)
+	m.slots = allocBytes(indexBytes(n))
 	return m.slots
 }
 
@@ -171,12 +223,12 @@ func (m *shardMem) free() {
 	m.buf, m.slots = nil, nil
 }
 
-// setSlots points the index and ghost table into mem, as index laid it out.
-func (s *shard) setSlots(mem []byte) {
-	n := len(mem) * ghostRatio / (8*ghostRatio + 4)
-	s.slots = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(mem))), n)
-	s.ghost = unsafe.Slice((*uint32)(unsafe.Pointer(&mem[n*8])), n/ghostRatio)
-	s.mask = uint64(n - 1)
+// setSlots points the index (n slots) and ghost table into mem, as index
+// laid them out.
+func (s *shard) setSlots(mem []byte, n int) {
+	s.slots = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(mem))), n)
+	s.ghost = unsafe.Slice((*uint16)(unsafe.Pointer(&mem[n*4])), ghostLen(n))
+	s.nslots = uint64(n)
 }
 
 // release frees the shard's memory (Close); the shard is closed after.
@@ -188,42 +240,172 @@ func (s *shard) release() {
 
 func (s *shard) closed() bool { return s.buf == nil }
 
+// setArena lays the rings out over buf and sizes the slot fields for it.
+// Ring positions carry on from where they were, so CAS values derived from
+// them never repeat.
 func (s *shard) setArena(buf []byte) {
 	s.buf = buf
-	smallSize := uint64(len(buf)) * smallRingPercent / 100
-	s.small = ring{base: 0, size: smallSize}
-	s.main = ring{base: smallSize, size: uint64(len(buf)) - smallSize}
+	s.unit = 0
+	for bits.Len64(uint64(len(buf))>>s.unit) > maxOffBits {
+		s.unit++
+	}
+	s.offBits = uint(bits.Len64(uint64(len(buf)) >> s.unit))
+	unit := uint64(1) << s.unit
+	smallSize := uint64(len(buf)) * smallRingPercent / 100 &^ (unit - 1)
+	s.small = ring{base: 0, size: smallSize, head: s.small.head, tail: s.small.head}
+	s.main = ring{base: smallSize, size: (uint64(len(buf)) - smallSize) &^ (unit - 1), head: s.main.head, tail: s.main.head}
 }
 
+// span rounds a record size up to the arena unit.
+func (s *shard) span(n uint64) uint64 {
+	m := uint64(1)<<s.unit - 1
+	return (n + m) &^ m
+}
+
+// nextCAS hands out a CAS from the shard's counter. Where every record has
+// a CAS field (wide), the counter is the only source and counts 1, 2, 3 as
+// memcached's does; else its values are odd, apart from derived ones.
 func (s *shard) nextCAS() uint64 {
 	s.casSeq++
-	return s.casSeq<<s.casShift | s.id
+	if s.wide {
+		return s.casSeq<<s.casShift | s.id
+	}
+	return (s.casSeq<<1|1)<<s.casShift | s.id
+}
+
+// derivedCAS is the CAS of a record without a CAS field: its logical
+// position and ring, with the low bit clear so it never meets a nextCAS.
+func (s *shard) derivedCAS(off uint64) uint64 {
+	r, ringBit := &s.main, uint64(1)
+	if off < s.main.base {
+		r, ringBit = &s.small, 0
+	}
+	dist := (r.head%r.size + r.size - (off - r.base)) % r.size
+	if dist == 0 {
+		dist = r.size // a full ring: the record at the tail
+	}
+	pos := r.head - dist
+	return (pos<<1|ringBit)<<1<<s.casShift | s.id
 }
 
 // record accessors; off is a record's arena offset.
 
 func (s *shard) keyLen(off uint64) uint64 { return uint64(s.buf[off]) }
-func (s *shard) valLen(off uint64) uint64 { return uint64(le.Uint32(s.buf[off+offValLen:])) }
-func (s *shard) size(off uint64) uint64   { return headerSize + s.keyLen(off) + s.valLen(off) }
-func (s *shard) key(off uint64) []byte    { return s.buf[off+headerSize : off+headerSize+s.keyLen(off)] }
-func (s *shard) value(off uint64) []byte {
-	start := off + headerSize + s.keyLen(off)
-	return s.buf[start : start+s.valLen(off)]
-}
-func (s *shard) flags(off uint64) uint32  { return le.Uint32(s.buf[off+offFlags:]) }
-func (s *shard) expiry(off uint64) uint32 { return le.Uint32(s.buf[off+offExpiry:]) }
-func (s *shard) access(off uint64) uint32 { return le.Uint32(s.buf[off+offAccess:]) }
-func (s *shard) cas(off uint64) uint64    { return le.Uint64(s.buf[off+offCAS:]) }
 func (s *shard) bits(off uint64) byte     { return s.buf[off+offBits] }
+func (s *shard) hasCAS(off uint64) bool   { return le.Uint32(s.buf[off+offAccess:])&accessCAS != 0 }
 
-func (s *shard) setExpiry(off uint64, exp uint32) { le.PutUint32(s.buf[off+offExpiry:], exp) }
-func (s *shard) setCAS(off uint64, cas uint64)    { le.PutUint64(s.buf[off+offCAS:], cas) }
+// access is the last access time, Unix seconds mod 2^31: idle times are
+// taken modulo the same, which is exact for any idle time under 68 years.
+func (s *shard) access(off uint64) uint32 { return le.Uint32(s.buf[off+offAccess:]) & accessMask }
+
+// valLen decodes the value length and returns it with the offset of the
+// first field after it.
+func (s *shard) valLen(off uint64) (n, next uint64) {
+	b := s.buf[off+offValLen:]
+	if b[0] < 0x80 {
+		return uint64(b[0]), off + offValLen + 1
+	}
+	v, k := binary.Uvarint(b)
+	return v, off + offValLen + uint64(k)
+}
+
+// layout returns a record's value length and the offset of its key.
+func (s *shard) layout(off uint64) (valLen, keyAt uint64) {
+	valLen, at := s.valLen(off)
+	b := s.bits(off)
+	if b&hasFlags != 0 {
+		at += 4
+	}
+	if b&hasExpiry != 0 {
+		at += 4
+	}
+	if s.hasCAS(off) {
+		at += 8
+	}
+	return valLen, at
+}
+
+// size is the arena span of the record at off.
+func (s *shard) size(off uint64) uint64 {
+	vl, keyAt := s.layout(off)
+	return s.span(keyAt - off + s.keyLen(off) + vl)
+}
+
+func (s *shard) key(off uint64) []byte {
+	_, at := s.layout(off)
+	return s.buf[at : at+s.keyLen(off)]
+}
+
+func (s *shard) value(off uint64) []byte {
+	vl, at := s.layout(off)
+	at += s.keyLen(off)
+	return s.buf[at : at+vl]
+}
+
+func (s *shard) flags(off uint64) uint32 {
+	if s.bits(off)&hasFlags == 0 {
+		return 0
+	}
+	_, at := s.valLen(off)
+	return le.Uint32(s.buf[at:])
+}
+
+// expiryAt is the offset of the record's expiry field, or 0 if it has none.
+func (s *shard) expiryAt(off uint64) uint64 {
+	b := s.bits(off)
+	if b&hasExpiry == 0 {
+		return 0
+	}
+	_, at := s.valLen(off)
+	if b&hasFlags != 0 {
+		at += 4
+	}
+	return at
+}
+
+func (s *shard) expiry(off uint64) uint32 {
+	if at := s.expiryAt(off); at != 0 {
+		return le.Uint32(s.buf[at:])
+	}
+	return 0
+}
+
+func (s *shard) cas(off uint64) uint64 {
+	if !s.hasCAS(off) {
+		return s.derivedCAS(off)
+	}
+	_, keyAt := s.layout(off)
+	return le.Uint64(s.buf[keyAt-8:])
+}
+
+// wideRecord reports whether the record can take an expiry and a CAS in
+// place.
+func (s *shard) wideRecord(off uint64) bool {
+	return s.bits(off)&hasExpiry != 0 && s.hasCAS(off)
+}
+
+// setExpiry sets a widened record's expiry (any record's, to 0 when it has
+// no field).
+func (s *shard) setExpiry(off uint64, exp uint32) {
+	if at := s.expiryAt(off); at != 0 {
+		le.PutUint32(s.buf[at:], exp)
+	}
+}
+
+// setCAS sets a widened record's CAS.
+func (s *shard) setCAS(off uint64, cas uint64) {
+	_, keyAt := s.layout(off)
+	le.PutUint64(s.buf[keyAt-8:], cas)
+}
 
 func expired(exp, now uint32) bool { return exp != 0 && exp <= now }
 
 // noteAccess records an access without counting a read, as memcached's
 // do_item_update does for an add that finds the key taken.
-func (s *shard) noteAccess(off uint64, now uint32) { le.PutUint32(s.buf[off+offAccess:], now) }
+func (s *shard) noteAccess(off uint64, now uint32) {
+	w := le.Uint32(s.buf[off+offAccess:])
+	le.PutUint32(s.buf[off+offAccess:], w&accessCAS|now&accessMask)
+}
 
 // touchRead records a read: bump the frequency, mark fetched, note the time.
 func (s *shard) touchRead(off uint64, now uint32) {
@@ -232,25 +414,53 @@ func (s *shard) touchRead(off uint64, now uint32) {
 		b++
 	}
 	s.buf[off+offBits] = b | bitFetched
-	le.PutUint32(s.buf[off+offAccess:], now)
+	s.noteAccess(off, now)
 }
 
-func slotOff(e uint64) uint64 { return uint64(uint32(e)) - 1 }
-func tagOf(h uint64) uint32   { return uint32(h >> 32) }
+// index slots.
 
-// find returns the slot holding key, or the empty slot where it would go.
+func (s *shard) slotOff(e uint32) uint64  { return uint64(e&(1<<s.offBits-1)-1) << s.unit }
+func (s *shard) slotDisp(e uint32) uint32 { return e >> s.offBits & maxDisp }
+func (s *shard) tagOf(h uint64) uint32 {
+	return uint32(h>>8) & (1<<(32-s.offBits-dispBits) - 1)
+}
+func (s *shard) slotTag(e uint32) uint32 { return e >> (s.offBits + dispBits) }
+func (s *shard) makeSlot(off uint64, h uint64) uint32 {
+	return s.tagOf(h)<<(s.offBits+dispBits) | uint32(off>>s.unit+1)
+}
+
+// home is h's first slot: the high half of the hash scaled to the table,
+// which needs no power-of-two size.
+func (s *shard) home(h uint64) uint64 { return uint64(uint32(h>>32)) * s.nslots >> 32 }
+
+// offAt is the arena offset slot i points at.
+func (s *shard) offAt(i uint64) uint64 { return s.slotOff(s.slots[i]) }
+
+// repoint makes slot i point at off.
+func (s *shard) repoint(i, off uint64) {
+	s.slots[i] = s.slots[i]&^(1<<s.offBits-1) | uint32(off>>s.unit+1)
+}
+
+// find returns the slot holding key. Robin Hood order lets a miss stop at
+// the first entry closer to its home than key would be to its own.
 func (s *shard) find(key []byte, h uint64) (uint64, bool) {
-	tag := tagOf(h)
-	i := uint64(tag) & s.mask
-	for {
+	i := s.home(h)
+	tag := s.tagOf(h)
+	for d := uint32(0); ; d++ {
 		e := s.slots[i]
 		if e == 0 {
-			return i, false
+			return 0, false
 		}
-		if uint32(e>>32) == tag && bytes.Equal(s.key(slotOff(e)), key) {
+		ed := s.slotDisp(e)
+		if ed < d {
+			return 0, false
+		}
+		if ed == d && s.slotTag(e) == tag && bytes.Equal(s.key(s.slotOff(e)), key) {
 			return i, true
 		}
-		i = (i + 1) & s.mask
+		if i++; i == s.nslots {
+			i = 0
+		}
 	}
 }
 
@@ -265,17 +475,16 @@ func (s *shard) lookup(key []byte, h uint64, now uint32) (slot, off uint64, ok b
 func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint64, ok, wasExpired bool) {
 	slot, ok = s.find(key, h)
 	if !ok {
-		return slot, 0, false, false
+		return 0, 0, false, false
 	}
-	off = slotOff(s.slots[slot])
+	off = s.offAt(slot)
 	if expired(s.expiry(off), now) {
 		s.st.reclaimed++
 		if s.bits(off)&bitFetched == 0 {
 			s.st.expiredUnfetched++
 		}
 		s.unlink(slot)
-		slot, _ = s.find(key, h)
-		return slot, 0, false, true
+		return 0, 0, false, true
 	}
 	return slot, off, true, false
 }
@@ -283,61 +492,120 @@ func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint6
 // unlink removes the item in slot from the index; its arena bytes become dead
 // and are reused when the ring's tail passes them.
 func (s *shard) unlink(slot uint64) {
-	s.bytes -= s.size(slotOff(s.slots[slot]))
+	s.bytes -= s.size(s.offAt(slot))
 	s.count--
 	s.deleteSlot(slot)
 }
 
-// deleteSlot empties slot i with backward-shift deletion, so linear probing
-// needs no tombstones.
+// deleteSlot empties slot i, shifting the entries after it one step back
+// toward their homes, so the table needs no tombstones.
 func (s *shard) deleteSlot(i uint64) {
-	j := i
 	for {
-		j = (j + 1) & s.mask
+		j := i + 1
+		if j == s.nslots {
+			j = 0
+		}
 		e := s.slots[j]
-		if e == 0 {
+		if e == 0 || s.slotDisp(e) == 0 {
 			break
 		}
-		home := uint64(uint32(e>>32)) & s.mask
-		// Move e into the hole unless its home lies cyclically in (i, j].
-		if (i < j && (home <= i || home > j)) || (i > j && home <= i && home > j) {
-			s.slots[i] = e
-			i = j
-		}
+		s.slots[i] = e - 1<<s.offBits
+		i = j
 	}
 	s.slots[i] = 0
 }
 
+// link points the index at a freshly written record, replacing the old one
+// in slot if found.
+func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) {
+	if found {
+		s.bytes -= s.size(s.offAt(slot))
+		s.repoint(slot, off)
+	} else {
+		s.insert(key, h, off)
+	}
+	s.bytes += s.size(off)
+}
+
 // insert adds a new index entry; the caller has checked the key is absent.
 func (s *shard) insert(key []byte, h uint64, off uint64) {
-	if (s.count+1)*maxLoadDen > uint64(len(s.slots))*maxLoadNum {
-		s.grow()
-	}
-	slot, _ := s.find(key, h)
-	s.slots[slot] = uint64(tagOf(h))<<32 | (off + 1)
 	s.count++
+	if s.count*maxLoadDen > s.nslots*maxLoadNum {
+		s.grow(off)
+		return
+	}
+	if carried, ok := s.placeSlot(s.makeSlot(off, h), s.home(h)); !ok {
+		s.grow(s.slotOff(carried))
+	}
 }
 
-func (s *shard) grow() {
+// placeSlot puts entry e (distance 0) in the table from slot i on, Robin Hood
+// style. If some entry's distance would overflow, it returns that entry,
+// which is then in no slot, and false.
+func (s *shard) placeSlot(e uint32, i uint64) (uint32, bool) {
+	for {
+		cur := s.slots[i]
+		if cur == 0 {
+			s.slots[i] = e
+			return 0, true
+		}
+		if s.slotDisp(cur) < s.slotDisp(e) {
+			s.slots[i], e = e, cur
+		}
+		if s.slotDisp(e) == maxDisp {
+			return e, false
+		}
+		e += 1 << s.offBits
+		if i++; i == s.nslots {
+			i = 0
+		}
+	}
+}
+
+// grow rebuilds the index a quarter larger (or more, until every entry
+// fits), with the item at extra, which is in no slot, added. The old table
+// stays mapped while its entries are rehashed from the arena, so growing
+// allocates nothing on the Go heap.
+func (s *shard) grow(extra uint64) {
 	old := s.slots
 	oldMem := s.mem.slots
-	s.mem.slots = nil // keep old mapped until rehashed
-	s.setSlots(s.mem.index(2 * len(old)))
 	defer freeBytes(oldMem)
-	for _, e := range old {
-		if e == 0 {
-			continue
+	n := int(s.nslots)
+	for {
+		n = pageFill(max(n*growNum/growDen, minSlots))
+		s.mem.slots = nil // the old mapping is freed once, by the defer
+		s.setSlots(s.mem.index(n), n)
+		if s.rehash(old, extra) {
+			return
 		}
-		i := uint64(uint32(e>>32)) & s.mask
-		for s.slots[i] != 0 {
-			i = (i + 1) & s.mask
-		}
-		s.slots[i] = e
 	}
 }
 
-func (s *shard) ghostIndex(tag uint32) uint64 { return uint64(tag) & uint64(len(s.ghost)-1) }
-func (s *shard) inGhost(tag uint32) bool      { return s.ghost[s.ghostIndex(tag)] == tag }
+// rehash inserts the entries of old and the item at extra into the empty
+// table, reporting false if one did not fit.
+func (s *shard) rehash(old []uint32, extra uint64) bool {
+	for i := -1; i < len(old); i++ {
+		off := extra
+		if i >= 0 {
+			if old[i] == 0 {
+				continue
+			}
+			off = s.slotOff(old[i])
+		}
+		h := xxhash.Sum64(s.key(off))
+		if _, ok := s.placeSlot(s.makeSlot(off, h), s.home(h)); !ok {
+			freeBytes(s.mem.slots)
+			return false
+		}
+	}
+	return true
+}
+
+func (s *shard) ghostIndex(h uint64) uint64 {
+	return uint64(uint32(h>>16)) * uint64(len(s.ghost)) >> 32
+}
+func ghostTag(h uint64) uint16         { return uint16(h>>48) | 1 }
+func (s *shard) inGhost(h uint64) bool { return s.ghost[s.ghostIndex(h)] == ghostTag(h) }
 
 // ringOf tells which ring a record offset lies in.
 func (s *shard) ringOf(off uint64) *ring {
@@ -347,16 +615,32 @@ func (s *shard) ringOf(off uint64) *ring {
 	return &s.main
 }
 
-// hole writes a skip record of n bytes at off (n >= headerSize).
+// hole writes a skip record of n bytes at off (n >= holeMin).
 func (s *shard) hole(off, n uint64) {
 	s.buf[off] = 0
-	le.PutUint32(s.buf[off+offValLen:], uint32(n-headerSize))
+	le.PutUint32(s.buf[off+1:], uint32(n))
+}
+
+// skipAt returns the offset and span of the record at logical position pos
+// of r, and whether it is a hole (or a ring end too short for one) to skip.
+func (s *shard) skipAt(r *ring, pos uint64) (off, n uint64, isHole bool) {
+	tp := pos % r.size
+	if rem := r.size - tp; rem < holeMin {
+		return 0, rem, true
+	}
+	off = r.base + tp
+	if s.keyLen(off) == 0 {
+		return off, uint64(le.Uint32(s.buf[off+1:])), true
+	}
+	return off, s.size(off), false
 }
 
 // alloc reserves n contiguous bytes in r, evicting from its tail as needed.
 // It may move other items and reshuffle index slots: callers look keys up
 // again afterwards. n must not exceed r.size.
 func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
+	n = s.span(n)
+	need := n + s.slack(r)
 	budget := moveBudget
 	if s.noEvict {
 		// Without eviction, live items are moved aside to reach dead space
@@ -366,14 +650,14 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 	for {
 		hp := r.head % r.size
 		if rem := r.size - hp; rem < n {
-			if r.free() >= rem {
-				if rem >= headerSize {
+			if r.free() >= rem+need-n {
+				if rem >= holeMin {
 					s.hole(r.base+hp, rem)
 				}
 				r.head += rem
 				continue
 			}
-		} else if r.free() >= n {
+		} else if r.free() >= need {
 			off := r.base + hp
 			r.head += n
 			return off, true
@@ -393,21 +677,15 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	if r.head == r.tail {
 		return false
 	}
-	tp := r.tail % r.size
-	if rem := r.size - tp; rem < headerSize {
-		r.tail += rem
+	off, size, isHole := s.skipAt(r, r.tail)
+	if isHole {
+		r.tail += size
 		return true
 	}
-	off := r.base + tp
-	if s.keyLen(off) == 0 {
-		r.tail += headerSize + s.valLen(off)
-		return true
-	}
-	size := s.size(off)
 	key := s.key(off)
 	h := xxhash.Sum64(key)
 	slot, ok := s.find(key, h)
-	if !ok || slotOff(s.slots[slot]) != off {
+	if !ok || s.offAt(slot) != off {
 		r.tail += size // dead: overwritten or deleted
 		return true
 	}
@@ -425,16 +703,25 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	// unread small-ring items move on; while live items fill less than
 	// liveFullNum/liveFullDen of the arena, the tail is mostly dead records
 	// (overwrites, deletes) and live items are moved past it, not evicted.
-	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.main.free() >= 2*size) ||
+	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.mainHasRoom(size)) ||
 		s.bytes*liveFullDen < uint64(len(s.buf))*liveFullNum
 	if keep && *budget > 0 {
 		*budget--
 		if r == &s.small {
-			if s.promote(off, size, h, now) {
+			if s.promote(off, h, now) {
 				r.tail += size
 				return true
 			}
 		} else if s.reinsert(off, size, slot) {
+			return true
+		} else if !s.relocating {
+			// The moved copy needs a few bytes more than the ring has
+			// free: set the item aside and allocate for it like a store.
+			if dst, ok := s.relocate(off, slot, h, false, now); ok {
+				if s.buf[dst+offBits]&freqMask > 0 {
+					s.buf[dst+offBits]--
+				}
+			}
 			return true
 		}
 	}
@@ -442,7 +729,7 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		return false
 	}
 	if r == &s.small {
-		s.ghost[s.ghostIndex(tagOf(h))] = tagOf(h)
+		s.ghost[s.ghostIndex(h)] = ghostTag(h)
 	}
 	s.st.evictions++
 	if bits&bitFetched == 0 {
@@ -453,102 +740,282 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	return true
 }
 
+// movedSize is the size of the record at off once moved: it takes its CAS
+// along.
+func (s *shard) movedSize(off uint64) uint64 {
+	vl, keyAt := s.layout(off)
+	n := keyAt - off + s.keyLen(off) + vl
+	if !s.hasCAS(off) {
+		n += 8
+	}
+	return s.span(n)
+}
+
+// move rewrites the record at src at dst with its CAS in a field. The
+// ranges may overlap if dst is before src: the header is decoded first and
+// key and value move as one block.
+func (s *shard) move(dst, src uint64) {
+	keyLen := s.keyLen(src)
+	bits := s.bits(src)
+	access := s.access(src)
+	flags, exp, cas := s.flags(src), s.expiry(src), s.cas(src)
+	vl, keyAt := s.layout(src)
+	newKeyAt := dst + s.headerLen(vl, bits, true)
+	copy(s.buf[newKeyAt:newKeyAt+keyLen+vl], s.buf[keyAt:keyAt+keyLen+vl])
+	s.writeHeader(dst, keyLen, vl, bits, access, flags, exp, cas, true)
+}
+
+// headerLen is the header size of a record with the given value length,
+// layout bits and CAS field.
+func (s *shard) headerLen(valLen uint64, bits byte, withCAS bool) uint64 {
+	n := uint64(offValLen + uvarintLen(valLen))
+	if bits&hasFlags != 0 {
+		n += 4
+	}
+	if bits&hasExpiry != 0 {
+		n += 4
+	}
+	if withCAS {
+		n += 8
+	}
+	return n
+}
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+// writeHeader writes a record header at off and returns where the key goes.
+func (s *shard) writeHeader(off, keyLen, valLen uint64, bits byte, access, flags, exp uint32, cas uint64, withCAS bool) uint64 {
+	b := s.buf[off:]
+	b[0] = byte(keyLen)
+	b[offBits] = bits
+	w := access & accessMask
+	if withCAS {
+		w |= accessCAS
+	}
+	le.PutUint32(b[offAccess:], w)
+	at := off + offValLen + uint64(binary.PutUvarint(b[offValLen:], valLen))
+	if bits&hasFlags != 0 {
+		le.PutUint32(s.buf[at:], flags)
+		at += 4
+	}
+	if bits&hasExpiry != 0 {
+		le.PutUint32(s.buf[at:], exp)
+		at += 4
+	}
+	if withCAS {
+		le.PutUint64(s.buf[at:], cas)
+		at += 8
+	}
+	return at
+}
+
 // reinsert moves the main ring's tail item to its head with one less access
-// credit (CLOCK's second chance), if it fits without wrapping.
+// credit (CLOCK's second chance), if the room there allows; else it
+// returns false and the item stays.
 func (s *shard) reinsert(off, size, slot uint64) bool {
 	r := &s.main
+	ns := s.movedSize(off)
 	hp := r.head % r.size
-	if rem := r.size - hp; rem < size {
-		// Pad to the physical end first; the padding must come out of space
-		// that was already free, so it cannot overlap the item being moved.
-		if r.free() < rem {
-			return false
+	pad := uint64(0)
+	if rem := r.size - hp; rem < ns {
+		pad = rem // to the physical end first
+	}
+	// The padding must come out of space that was already free, so it
+	// cannot overlap the item being moved; the item's own bytes become free
+	// as the tail passes it, and the moved copy may grow by its CAS field,
+	// which must not reach the record after it.
+	if r.free() < pad || r.free()-pad+size < ns {
+		return false
+	}
+	if pad > 0 {
+		if pad >= holeMin {
+			s.hole(r.base+hp, pad)
 		}
-		if rem >= headerSize {
-			s.hole(r.base+hp, rem)
-		}
-		r.head += rem
+		r.head += pad
 		hp = 0
 	}
-	r.tail += size
 	dst := r.base + hp
-	copy(s.buf[dst:dst+size], s.buf[off:off+size])
+	s.move(dst, off)
+	r.tail += size
+	r.head += ns
 	if s.buf[dst+offBits]&freqMask > 0 {
 		s.buf[dst+offBits]--
 	}
-	r.head += size
-	s.slots[slot] = s.slots[slot]&^0xffffffff | (dst + 1)
+	s.bytes += ns - size
+	s.repoint(slot, dst)
 	return true
 }
 
 // promote copies a small-ring item that was read while there into the main
 // ring. The main ring's own evictions may shift index slots, so the key is
 // looked up again before the slot is repointed.
-func (s *shard) promote(off, size, h uint64, now uint32) bool {
-	if size > s.main.size {
+func (s *shard) promote(off, h uint64, now uint32) bool {
+	ns := s.movedSize(off)
+	if ns > s.main.size {
 		return false
 	}
-	dst, ok := s.alloc(&s.main, size, now)
+	dst, ok := s.alloc(&s.main, ns, now)
 	if !ok {
 		return false
 	}
-	copy(s.buf[dst:dst+size], s.buf[off:off+size])
+	size := s.size(off)
+	s.move(dst, off)
 	s.buf[dst+offBits] &^= freqMask
 	slot, found := s.find(s.key(dst), h)
-	if !found {
+	if !found || s.offAt(slot) != off {
 		// Cannot happen: main-ring eviction never touches small-ring items.
-		s.hole(dst, size)
+		s.hole(dst, ns)
 		return false
 	}
-	s.slots[slot] = s.slots[slot]&^0xffffffff | (dst + 1)
+	s.bytes += ns - size
+	s.repoint(slot, dst)
 	return true
 }
 
-// place reserves room for a new record of size bytes: in the main ring for
-// keys seen recently (ghost hit or replacing a main-ring item), for items
-// too big for the small ring, and while the main ring still has room (the
-// cache is not full, so there is nothing to filter yet and the small ring's
-// pages need not be touched); else in the small ring.
-func (s *shard) place(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
-	if oldInMain || size*4 > s.small.size || s.main.free() >= 2*size || s.inGhost(tagOf(h)) {
+// widen makes the live item at off (found under key) able to take an expiry
+// and a CAS in place, relocating it to a record with all fields if it lacks
+// them, and returns its offset. False means no room could be made (only a
+// cache that cannot evict would fail, and its records are always wide): the
+// item is gone then.
+func (s *shard) widen(key []byte, h uint64, off uint64, now uint32) (uint64, bool) {
+	if s.wideRecord(off) {
+		return off, true
+	}
+	slot, _ := s.find(key, h)
+	return s.relocate(off, slot, h, true, now)
+}
+
+// relocate moves the live item at off (in slot) to a new record with its
+// CAS in a field, and with wide its flags and expiry fields too: into the
+// main ring if it is there, else where placeNew puts a store. The item is
+// copied aside and leaves the index while room is made, so that making room
+// cannot evict it for its own sake (its old record is dead by then). It
+// returns the new offset, or false if no room could be made, and then the
+// item is gone.
+func (s *shard) relocate(off, slot, h uint64, wide bool, now uint32) (uint64, bool) {
+	saved := make([]byte, s.size(off))
+	copy(saved, s.buf[off:])
+	cas := s.cas(off)
+	inMain := off >= s.main.base
+	s.unlink(slot)
+
+	src := &shard{buf: saved} // reads the saved record
+	keyLen := src.keyLen(0)
+	vl, keyAt := src.layout(0)
+	bits := src.bits(0)
+	if wide {
+		bits |= layoutBits
+	}
+	ns := s.span(s.headerLen(vl, bits, true) + keyLen + vl)
+	s.relocating = true
+	dst, ok := s.placeNew(ns, h, inMain, now)
+	s.relocating = false
+	if !ok {
+		return 0, false
+	}
+	at := s.writeHeader(dst, keyLen, vl, bits, src.access(0), src.flags(0), src.expiry(0), cas, true)
+	copy(s.buf[at:at+keyLen+vl], saved[keyAt:keyAt+keyLen+vl])
+	s.link(s.buf[at:at+keyLen], h, 0, false, dst)
+	return dst, true
+}
+
+// retime sets the expiry of the live item at off, widening its record if
+// it has no expiry field. It returns the item's offset, or false if making
+// room evicted the item itself.
+func (s *shard) retime(key []byte, h uint64, off uint64, exp, now uint32) (uint64, bool) {
+	if exp != 0 && s.bits(off)&hasExpiry == 0 {
+		var ok bool
+		if off, ok = s.widen(key, h, off, now); !ok {
+			return 0, false
+		}
+	}
+	s.setExpiry(off, exp)
+	return off, true
+}
+
+// slack is the free space r keeps outside an allocation (moveSlack).
+func (s *shard) slack(r *ring) uint64 {
+	if r == &s.main && !s.wide {
+		return moveSlack
+	}
+	return 0
+}
+
+// mainHasRoom reports whether the main ring has room to spare for a record
+// of size bytes: the cache is not full yet.
+func (s *shard) mainHasRoom(size uint64) bool { return s.main.free() >= 2*size+s.slack(&s.main) }
+
+// placeNew reserves room for a new record of size bytes: in the main ring
+// for keys seen recently (ghost hit or replacing a main-ring item), for
+// items too big for the small ring, and while the main ring still has room
+// (the cache is not full, so there is nothing to filter yet and the small
+// ring's pages need not be touched); else in the small ring.
+func (s *shard) placeNew(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
+	if oldInMain || size*4 > s.small.size || s.mainHasRoom(size) || s.inGhost(h) {
 		return s.alloc(&s.main, size, now)
 	}
 	return s.alloc(&s.small, size, now)
 }
 
-// write fills a record at off.
-func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32, cas uint64, bits byte) []byte {
-	b := s.buf[off:]
-	b[0] = byte(len(key))
-	b[offBits] = bits
-	le.PutUint32(b[offValLen:], uint32(valLen))
-	le.PutUint32(b[offFlags:], flags)
-	le.PutUint32(b[offExpiry:], exp)
-	le.PutUint32(b[offAccess:], now)
-	le.PutUint64(b[offCAS:], cas)
-	copy(b[headerSize:], key)
-	start := headerSize + len(key)
-	return b[start : start+valLen]
+// layoutOf returns the layout bits of a new record with these fields, and
+// whether it carries a CAS field: fields are left out when zero (the CAS:
+// when derived), unless the record is wide.
+func (s *shard) layoutOf(flags, exp uint32, cas uint64, wide bool) (byte, bool) {
+	wide = wide || s.wide
+	var b byte
+	if flags != 0 || wide {
+		b |= hasFlags
+	}
+	if exp != 0 || wide {
+		b |= hasExpiry
+	}
+	return b, cas != 0 || wide
 }
 
-// clear drops every item (flush_all).
+// recordSize is the arena span of a new record.
+func (s *shard) recordSize(keyLen, valLen int, flags, exp uint32, cas uint64, wide bool) uint64 {
+	b, withCAS := s.layoutOf(flags, exp, cas, wide)
+	return s.span(s.headerLen(uint64(valLen), b, withCAS) + uint64(keyLen+valLen))
+}
+
+// write fills a record at off, as recordSize sized it, and returns its
+// value bytes. A cas of 0 means the record's own (derived) CAS.
+func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32, cas uint64, bits byte, wide bool) []byte {
+	layout, withCAS := s.layoutOf(flags, exp, cas, wide)
+	if withCAS && cas == 0 {
+		if s.wide {
+			cas = s.nextCAS()
+		} else {
+			cas = s.derivedCAS(off)
+		}
+	}
+	at := s.writeHeader(off, uint64(len(key)), uint64(valLen), bits&^layoutBits|layout, now, flags, exp, cas, withCAS)
+	copy(s.buf[at:], key)
+	at += uint64(len(key))
+	return s.buf[at : at+uint64(valLen)]
+}
+
+// clear drops every item (flush_all). The rings empty where their heads
+// stand, so later records still get new CAS values.
 func (s *shard) clear() {
 	clear(s.slots)
 	s.count, s.bytes = 0, 0
-	s.small.head, s.small.tail = 0, 0
-	s.main.head, s.main.tail = 0, 0
+	s.small.tail = s.small.head
+	s.main.tail = s.main.head
 }
 
 // crawl reclaims expired items among the next n index slots, so memory held
 // by items nobody reads again comes back (memcached's LRU crawler).
 func (s *shard) crawl(n int, now uint32) {
 	for ; n > 0; n-- {
-		s.cursor = (s.cursor + 1) & s.mask
+		if s.cursor++; s.cursor >= s.nslots {
+			s.cursor = 0
+		}
 		e := s.slots[s.cursor]
 		if e == 0 {
 			continue
 		}
-		off := slotOff(e)
+		off := s.slotOff(e)
 		if !expired(s.expiry(off), now) {
 			continue
 		}
@@ -559,67 +1026,60 @@ func (s *shard) crawl(n int, now uint32) {
 		}
 		s.unlink(s.cursor)
 		// Backward shift may have pulled an unvisited entry into this slot.
-		s.cursor = (s.cursor - 1) & s.mask
+		if s.cursor == 0 {
+			s.cursor = s.nslots
+		}
+		s.cursor--
 	}
 }
 
 // rebuild moves every live item into a fresh arena of the given capacity,
 // oldest first, evicting the oldest when they do not all fit.
 func (s *shard) rebuild(capacity uint64, now uint32) {
-	oldBuf, oldSlots := s.buf, s.slots
+	// The live records, oldest first, with the CAS each must keep.
+	type live struct{ off, cas uint64 }
+	var items []live
+	for _, r := range []*ring{&s.main, &s.small} {
+		for pos := r.tail; pos < r.head; {
+			off, n, isHole := s.skipAt(r, pos)
+			pos += n
+			if isHole {
+				continue
+			}
+			key := s.key(off)
+			slot, ok := s.find(key, xxhash.Sum64(key))
+			if !ok || s.offAt(slot) != off || expired(s.expiry(off), now) {
+				continue
+			}
+			items = append(items, live{off, s.cas(off)})
+		}
+	}
+	old := &shard{buf: s.buf} // reads the previous arena's records
 	oldMem := *s.mem
 	defer oldMem.free()
 	*s.mem = shardMem{}
-	rings := []ring{s.main, s.small}
 	s.setArena(s.mem.arena(int(capacity)))
-	s.setSlots(s.mem.index(len(oldSlots)))
+	n := int(s.nslots)
+	s.setSlots(s.mem.index(n), n)
 	s.count, s.bytes = 0, 0
-	for _, r := range rings {
-		for pos := r.tail; pos < r.head; {
-			tp := pos % r.size
-			if rem := r.size - tp; rem < headerSize {
-				pos += rem
-				continue
-			}
-			off := r.base + tp
-			kl := uint64(oldBuf[off])
-			vl := uint64(le.Uint32(oldBuf[off+offValLen:]))
-			if kl == 0 {
-				pos += headerSize + vl
-				continue
-			}
-			size := headerSize + kl + vl
-			pos += size
-			key := oldBuf[off+headerSize : off+headerSize+kl]
-			h := xxhash.Sum64(key)
-			if !liveIn(oldSlots, oldBuf, key, h, off) || expired(le.Uint32(oldBuf[off+offExpiry:]), now) {
-				continue
-			}
-			dst, ok := s.alloc(&s.main, size, now)
-			if !ok {
-				continue
-			}
-			copy(s.buf[dst:dst+size], oldBuf[off:off+size])
-			s.insert(key, h, dst)
-			s.bytes += size
-		}
-	}
-}
-
-// liveIn reports whether the index slots point at off for key.
-func liveIn(slots []uint64, buf, key []byte, h uint64, off uint64) bool {
-	mask := uint64(len(slots) - 1)
-	tag := tagOf(h)
-	for i := uint64(tag) & mask; slots[i] != 0; i = (i + 1) & mask {
-		e := slots[i]
-		if uint32(e>>32) != tag {
+	for _, it := range items {
+		// Each record crosses over with its CAS in a field.
+		src := it.off
+		keyLen := old.keyLen(src)
+		vl, keyAt := old.layout(src)
+		bits := old.bits(src)
+		size := s.span(s.headerLen(vl, bits, true) + keyLen + vl)
+		if size > s.main.size {
 			continue
 		}
-		o := slotOff(e)
-		kl := uint64(buf[o])
-		if bytes.Equal(buf[o+headerSize:o+headerSize+kl], key) {
-			return o == off
+		dst, ok := s.alloc(&s.main, size, now)
+		if !ok {
+			continue
 		}
+		at := s.writeHeader(dst, keyLen, vl, bits, old.access(src), old.flags(src), old.expiry(src), it.cas, true)
+		copy(s.buf[at:at+keyLen+vl], old.buf[keyAt:keyAt+keyLen+vl])
+		key := s.buf[at : at+keyLen]
+		s.insert(key, xxhash.Sum64(key), dst)
+		s.bytes += size
 	}
-	return false
 }
