@@ -344,9 +344,6 @@ func (c *Cache) casOut(cas uint64) uint64 {
 	return cas
 }
 
-func (c *Cache) item(s *shard, off uint64, value []byte) Item {
-	return Item{Value: value, Flags: s.flags(off), Exptime: int64(s.expiry(off)), CAS: c.casOut(s.cas(off))}
-}
 
 // view is the zero-copy read path of the protocol: on a hit it calls fn with
 // the value under the shard lock (fn must neither retain value nor call the
@@ -358,7 +355,8 @@ func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte
 	}
 	off, ok := s.get(key, h, now, touch, exptime)
 	if ok {
-		fn(s.value(off), s.flags(off), c.casOut(s.cas(off)))
+		value, flags, _, cas := s.decode(off)
+		fn(value, flags, c.casOut(cas))
 	}
 	s.mu.Unlock()
 	return ok
@@ -428,13 +426,13 @@ func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, I
 	if !ok {
 		return dst, Item{}, ErrNotFound
 	}
-	v := s.value(off)
+	value, flags, exp, cas := s.decode(off)
 	if dst == nil {
-		dst = make([]byte, 0, len(v))
+		dst = make([]byte, 0, len(value))
 	}
 	n := len(dst)
-	dst = append(dst, v...)
-	return dst, c.item(s, off, dst[n:len(dst):len(dst)]), nil
+	dst = append(dst, value...)
+	return dst, Item{Value: dst[n:len(dst):len(dst)], Flags: flags, Exptime: int64(exp), CAS: c.casOut(cas)}, nil
 }
 
 // GetMulti returns the items found among keys, keyed by string(key).

@@ -115,14 +115,36 @@ const (
 var le = binary.LittleEndian
 
 // ring is a circular log inside a shard's arena. Positions are logical
-// (monotonic); the physical offset is base + pos%size.
+// (monotonic); the physical offset is base + pos%size, kept for head and
+// tail as they move (a division per operation shows in a profile).
 type ring struct {
 	base, size uint64
 	head, tail uint64
+	hp, tp     uint64 // head%size, tail%size
 }
 
-func (r *ring) free() uint64           { return r.size - (r.head - r.tail) }
-func (r *ring) phys(pos uint64) uint64 { return r.base + pos%r.size }
+// newRing lays out a ring whose head and tail stand at logical position pos.
+func newRing(base, size, pos uint64) ring {
+	return ring{base: base, size: size, head: pos, tail: pos, hp: pos % size, tp: pos % size}
+}
+
+func (r *ring) free() uint64 { return r.size - (r.head - r.tail) }
+
+// push moves the head n bytes on (n <= size).
+func (r *ring) push(n uint64) {
+	r.head += n
+	if r.hp += n; r.hp >= r.size {
+		r.hp -= r.size
+	}
+}
+
+// pop moves the tail n bytes on (n <= size).
+func (r *ring) pop(n uint64) {
+	r.tail += n
+	if r.tp += n; r.tp >= r.size {
+		r.tp -= r.size
+	}
+}
 
 // shard owns one part of the key space: an arena split into S3-FIFO's small
 // and main rings, and an open-addressing index of pointer-free slots.
@@ -252,8 +274,8 @@ func (s *shard) setArena(buf []byte) {
 	s.offBits = uint(bits.Len64(uint64(len(buf)) >> s.unit))
 	unit := uint64(1) << s.unit
 	smallSize := uint64(len(buf)) * smallRingPercent / 100 &^ (unit - 1)
-	s.small = ring{base: 0, size: smallSize, head: s.small.head, tail: s.small.head}
-	s.main = ring{base: smallSize, size: (uint64(len(buf)) - smallSize) &^ (unit - 1), head: s.main.head, tail: s.main.head}
+	s.small = newRing(0, smallSize, s.small.head)
+	s.main = newRing(smallSize, (uint64(len(buf))-smallSize)&^(unit-1), s.main.head)
 }
 
 // span rounds a record size up to the arena unit.
@@ -280,9 +302,11 @@ func (s *shard) derivedCAS(off uint64) uint64 {
 	if off < s.main.base {
 		r, ringBit = &s.small, 0
 	}
-	dist := (r.head%r.size + r.size - (off - r.base)) % r.size
-	if dist == 0 {
-		dist = r.size // a full ring: the record at the tail
+	// Live records lie within size bytes behind the head; one at the head's
+	// own offset is a full ring's tail.
+	dist := r.hp + r.size - (off - r.base)
+	if dist > r.size {
+		dist -= r.size
 	}
 	pos := r.head - dist
 	return (pos<<1|ringBit)<<1<<s.casShift | s.id
@@ -331,6 +355,11 @@ func (s *shard) size(off uint64) uint64 {
 	return s.span(keyAt - off + s.keyLen(off) + vl)
 }
 
+// hasKey reports whether the record at off is key's.
+func (s *shard) hasKey(off uint64, key []byte) bool {
+	return s.keyLen(off) == uint64(len(key)) && bytes.Equal(s.key(off), key)
+}
+
 func (s *shard) key(off uint64) []byte {
 	_, at := s.layout(off)
 	return s.buf[at : at+s.keyLen(off)]
@@ -376,6 +405,29 @@ func (s *shard) cas(off uint64) uint64 {
 	}
 	_, keyAt := s.layout(off)
 	return le.Uint64(s.buf[keyAt-8:])
+}
+
+// decode returns what a read needs of a record in one pass (in registers:
+// a struct result costs a stack round trip that shows in a profile).
+func (s *shard) decode(off uint64) (value []byte, flags, exp uint32, cas uint64) {
+	bits := s.bits(off)
+	vl, at := s.valLen(off)
+	if bits&hasFlags != 0 {
+		flags = le.Uint32(s.buf[at:])
+		at += 4
+	}
+	if bits&hasExpiry != 0 {
+		exp = le.Uint32(s.buf[at:])
+		at += 4
+	}
+	if s.hasCAS(off) {
+		cas = le.Uint64(s.buf[at:])
+		at += 8
+	} else {
+		cas = s.derivedCAS(off)
+	}
+	at += s.keyLen(off)
+	return s.buf[at : at+vl], flags, exp, cas
 }
 
 // wideRecord reports whether the record can take an expiry and a CAS in
@@ -455,7 +507,7 @@ func (s *shard) find(key []byte, h uint64) (uint64, bool) {
 		if ed < d {
 			return 0, false
 		}
-		if ed == d && s.slotTag(e) == tag && bytes.Equal(s.key(s.slotOff(e)), key) {
+		if ed == d && s.slotTag(e) == tag && s.hasKey(s.slotOff(e), key) {
 			return i, true
 		}
 		if i++; i == s.nslots {
@@ -621,10 +673,9 @@ func (s *shard) hole(off, n uint64) {
 	le.PutUint32(s.buf[off+1:], uint32(n))
 }
 
-// skipAt returns the offset and span of the record at logical position pos
+// skipAt returns the offset and span of the record at physical offset tp
 // of r, and whether it is a hole (or a ring end too short for one) to skip.
-func (s *shard) skipAt(r *ring, pos uint64) (off, n uint64, isHole bool) {
-	tp := pos % r.size
+func (s *shard) skipAt(r *ring, tp uint64) (off, n uint64, isHole bool) {
 	if rem := r.size - tp; rem < holeMin {
 		return 0, rem, true
 	}
@@ -648,18 +699,18 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 		budget = noEvictMoveBudget
 	}
 	for {
-		hp := r.head % r.size
+		hp := r.hp
 		if rem := r.size - hp; rem < n {
 			if r.free() >= rem+need-n {
 				if rem >= holeMin {
 					s.hole(r.base+hp, rem)
 				}
-				r.head += rem
+				r.push(rem)
 				continue
 			}
 		} else if r.free() >= need {
 			off := r.base + hp
-			r.head += n
+			r.push(n)
 			return off, true
 		}
 		if !s.evictTail(r, now, &budget) {
@@ -677,16 +728,16 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	if r.head == r.tail {
 		return false
 	}
-	off, size, isHole := s.skipAt(r, r.tail)
+	off, size, isHole := s.skipAt(r, r.tp)
 	if isHole {
-		r.tail += size
+		r.pop(size)
 		return true
 	}
 	key := s.key(off)
 	h := xxhash.Sum64(key)
 	slot, ok := s.find(key, h)
 	if !ok || s.offAt(slot) != off {
-		r.tail += size // dead: overwritten or deleted
+		r.pop(size) // dead: overwritten or deleted
 		return true
 	}
 	bits := s.bits(off)
@@ -696,7 +747,7 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 			s.st.expiredUnfetched++
 		}
 		s.unlink(slot)
-		r.tail += size
+		r.pop(size)
 		return true
 	}
 	// S3-FIFO evicts only from a full cache. While the main ring has room,
@@ -709,7 +760,7 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		*budget--
 		if r == &s.small {
 			if s.promote(off, h, now) {
-				r.tail += size
+				r.pop(size)
 				return true
 			}
 		} else if s.reinsert(off, size, slot) {
@@ -736,7 +787,7 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		s.st.evictedUnfetched++
 	}
 	s.unlink(slot)
-	r.tail += size
+	r.pop(size)
 	return true
 }
 
@@ -815,7 +866,7 @@ func (s *shard) writeHeader(off, keyLen, valLen uint64, bits byte, access, flags
 func (s *shard) reinsert(off, size, slot uint64) bool {
 	r := &s.main
 	ns := s.movedSize(off)
-	hp := r.head % r.size
+	hp := r.hp
 	pad := uint64(0)
 	if rem := r.size - hp; rem < ns {
 		pad = rem // to the physical end first
@@ -831,13 +882,13 @@ func (s *shard) reinsert(off, size, slot uint64) bool {
 		if pad >= holeMin {
 			s.hole(r.base+hp, pad)
 		}
-		r.head += pad
+		r.push(pad)
 		hp = 0
 	}
 	dst := r.base + hp
 	s.move(dst, off)
-	r.tail += size
-	r.head += ns
+	r.pop(size)
+	r.push(ns)
 	if s.buf[dst+offBits]&freqMask > 0 {
 		s.buf[dst+offBits]--
 	}
@@ -1000,8 +1051,8 @@ func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32
 func (s *shard) clear() {
 	clear(s.slots)
 	s.count, s.bytes = 0, 0
-	s.small.tail = s.small.head
-	s.main.tail = s.main.head
+	s.small = newRing(s.small.base, s.small.size, s.small.head)
+	s.main = newRing(s.main.base, s.main.size, s.main.head)
 }
 
 // crawl reclaims expired items among the next n index slots, so memory held
@@ -1041,7 +1092,7 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 	var items []live
 	for _, r := range []*ring{&s.main, &s.small} {
 		for pos := r.tail; pos < r.head; {
-			off, n, isHole := s.skipAt(r, pos)
+			off, n, isHole := s.skipAt(r, pos%r.size)
 			pos += n
 			if isHole {
 				continue
