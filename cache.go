@@ -344,7 +344,6 @@ func (c *Cache) casOut(cas uint64) uint64 {
 	return cas
 }
 
-
 // view is the zero-copy read path of the protocol: on a hit it calls fn with
 // the value under the shard lock (fn must neither retain value nor call the
 // cache) and returns true. With touch it first sets the expiry, as gat does.
