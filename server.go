@@ -805,9 +805,9 @@ func (s *Server) setListening(on bool) bool {
 func (s *Server) dispatch(l *listener, fd int, peer netip.AddrPort) {
 	if s.open.Add(1) > int64(s.cfg.MaxConns) {
 		s.open.Add(-1)
+		s.rejected.Add(1) // counted before the client can see the close
 		writeFd(fd, []byte(tooManyConns))
 		closeFd(fd)
-		s.rejected.Add(1)
 		return
 	}
 	if l.tcp {
