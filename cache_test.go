@@ -34,7 +34,7 @@ func itemSize(key, value string) int { return ItemOverhead + len(key) + len(valu
 // storedSize is the arena bytes, as Stats.Bytes counts them, of an item
 // stored with flags 0 and no expiry, which has the smallest header.
 func storedSize(key, value string) int {
-	return offValLen + uvarintLen(uint64(len(value))) + len(key) + len(value)
+	return offKey + uvarintLen(uint64(len(value))) + len(key) + len(value)
 }
 
 // indexedBytes sums the arena bytes of the items the index holds: what

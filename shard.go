@@ -19,11 +19,12 @@ import (
 //	[1]      bits: frequency (2 bits), fetched, stale, win-token-given,
 //	         key-binary, has-flags, has-expiry
 //	[2:6]    last access, Unix seconds mod 2^31; the top bit: has-CAS
-//	[6:]     value length, varint (1 byte below 128)
+//	[6:]     key (at a fixed offset, so a lookup compares it unparsed)
+//	         value length, varint (1 byte below 128)
 //	         client flags, 4 bytes, if has-flags
 //	         expiry, Unix seconds, 4 bytes, if has-expiry
 //	         CAS, 8 bytes, if has-CAS
-//	         key, then value
+//	         value
 //
 // An item without a CAS field has the CAS of its position: each ring's log
 // position only grows, so a new record always gets a new CAS (see
@@ -36,10 +37,9 @@ import (
 const (
 	offBits    = 1
 	offAccess  = 2
-	offValLen  = 6
+	offKey     = 6
 	holeMin    = 5
-	minHeader  = offValLen + 1
-	maxHeader  = offValLen + 5 + 4 + 4 + 8 // a 5-byte varint and every field
+	maxHeader  = offKey + 5 + 4 + 4 + 8 // a 5-byte varint and every field
 	accessMask = 1<<31 - 1
 	accessCAS  = 1 << 31
 )
@@ -325,49 +325,50 @@ func (s *shard) access(off uint64) uint32 { return le.Uint32(s.buf[off+offAccess
 // valLen decodes the value length and returns it with the offset of the
 // first field after it.
 func (s *shard) valLen(off uint64) (n, next uint64) {
-	b := s.buf[off+offValLen:]
-	if b[0] < 0x80 {
-		return uint64(b[0]), off + offValLen + 1
+	at := off + offKey + s.keyLen(off)
+	if b := s.buf[at]; b < 0x80 {
+		return uint64(b), at + 1
 	}
-	v, k := binary.Uvarint(b)
-	return v, off + offValLen + uint64(k)
+	v, k := binary.Uvarint(s.buf[at:])
+	return v, at + uint64(k)
 }
 
-// layout returns a record's value length and the offset of its key.
-func (s *shard) layout(off uint64) (valLen, keyAt uint64) {
+// layout returns a record's value length and the offset of its value.
+func (s *shard) layout(off uint64) (valLen, valAt uint64) {
 	valLen, at := s.valLen(off)
-	b := s.bits(off)
-	if b&hasFlags != 0 {
-		at += 4
+	return valLen, at + fieldsLen(s.bits(off), s.hasCAS(off))
+}
+
+// fieldsLen is the size of the optional fields a record has.
+func fieldsLen(bits byte, withCAS bool) uint64 {
+	var n uint64
+	if bits&hasFlags != 0 {
+		n += 4
 	}
-	if b&hasExpiry != 0 {
-		at += 4
+	if bits&hasExpiry != 0 {
+		n += 4
 	}
-	if s.hasCAS(off) {
-		at += 8
+	if withCAS {
+		n += 8
 	}
-	return valLen, at
+	return n
 }
 
 // size is the arena span of the record at off.
 func (s *shard) size(off uint64) uint64 {
-	vl, keyAt := s.layout(off)
-	return s.span(keyAt - off + s.keyLen(off) + vl)
+	vl, at := s.layout(off)
+	return s.span(at - off + vl)
 }
 
 // hasKey reports whether the record at off is key's.
 func (s *shard) hasKey(off uint64, key []byte) bool {
-	return s.keyLen(off) == uint64(len(key)) && bytes.Equal(s.key(off), key)
+	return s.keyLen(off) == uint64(len(key)) && bytes.Equal(s.buf[off+offKey:off+offKey+uint64(len(key))], key)
 }
 
-func (s *shard) key(off uint64) []byte {
-	_, at := s.layout(off)
-	return s.buf[at : at+s.keyLen(off)]
-}
+func (s *shard) key(off uint64) []byte { return s.buf[off+offKey : off+offKey+s.keyLen(off)] }
 
 func (s *shard) value(off uint64) []byte {
 	vl, at := s.layout(off)
-	at += s.keyLen(off)
 	return s.buf[at : at+vl]
 }
 
@@ -399,12 +400,14 @@ func (s *shard) expiry(off uint64) uint32 {
 	return 0
 }
 
+// The CAS field, when there is one, is the last before the value.
+
 func (s *shard) cas(off uint64) uint64 {
 	if !s.hasCAS(off) {
 		return s.derivedCAS(off)
 	}
-	_, keyAt := s.layout(off)
-	return le.Uint64(s.buf[keyAt-8:])
+	_, at := s.layout(off)
+	return le.Uint64(s.buf[at-8:])
 }
 
 // decode returns what a read needs of a record in one pass (in registers:
@@ -426,7 +429,6 @@ func (s *shard) decode(off uint64) (value []byte, flags, exp uint32, cas uint64)
 	} else {
 		cas = s.derivedCAS(off)
 	}
-	at += s.keyLen(off)
 	return s.buf[at : at+vl], flags, exp, cas
 }
 
@@ -446,8 +448,8 @@ func (s *shard) setExpiry(off uint64, exp uint32) {
 
 // setCAS sets a widened record's CAS.
 func (s *shard) setCAS(off uint64, cas uint64) {
-	_, keyAt := s.layout(off)
-	le.PutUint64(s.buf[keyAt-8:], cas)
+	_, at := s.layout(off)
+	le.PutUint64(s.buf[at-8:], cas)
 }
 
 func expired(exp, now uint32) bool { return exp != 0 && exp <= now }
@@ -794,8 +796,8 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 // movedSize is the size of the record at off once moved: it takes its CAS
 // along.
 func (s *shard) movedSize(off uint64) uint64 {
-	vl, keyAt := s.layout(off)
-	n := keyAt - off + s.keyLen(off) + vl
+	vl, at := s.layout(off)
+	n := at - off + vl
 	if !s.hasCAS(off) {
 		n += 8
 	}
@@ -803,48 +805,52 @@ func (s *shard) movedSize(off uint64) uint64 {
 }
 
 // move rewrites the record at src at dst with its CAS in a field. The
-// ranges may overlap if dst is before src: the header is decoded first and
-// key and value move as one block.
+// ranges may overlap if dst is before src (put copes).
 func (s *shard) move(dst, src uint64) {
-	keyLen := s.keyLen(src)
-	bits := s.bits(src)
-	access := s.access(src)
-	flags, exp, cas := s.flags(src), s.expiry(src), s.cas(src)
-	vl, keyAt := s.layout(src)
-	newKeyAt := dst + s.headerLen(vl, bits, true)
-	copy(s.buf[newKeyAt:newKeyAt+keyLen+vl], s.buf[keyAt:keyAt+keyLen+vl])
-	s.writeHeader(dst, keyLen, vl, bits, access, flags, exp, cas, true)
+	vl, valAt := s.layout(src)
+	s.put(dst, s.buf, src, vl, valAt, s.bits(src), s.access(src), s.flags(src), s.expiry(src), s.cas(src))
 }
 
-// headerLen is the header size of a record with the given value length,
-// layout bits and CAS field.
+// put writes a record with a CAS field at dst, its key and value copied
+// from the record at off in src (this arena or a copy), whose value length
+// and offset are vl and valAt. The caller decodes the header first: when src
+// is this arena the ranges may overlap, with dst before off and the new
+// record ending before the old one does; the key goes first and the value
+// next, each to no later than where it was, then the header and fields,
+// which lie before the new value, so each copy reads bytes not yet written.
+func (s *shard) put(dst uint64, src []byte, off, vl, valAt uint64, bits byte, access, flags, exp uint32, cas uint64) {
+	keyLen := uint64(src[off])
+	copy(s.buf[dst+offKey:dst+offKey+keyLen], src[off+offKey:off+offKey+keyLen])
+	fieldsAt := dst + offKey + keyLen
+	newValAt := fieldsAt + uint64(uvarintLen(vl)) + fieldsLen(bits, true)
+	copy(s.buf[newValAt:newValAt+vl], src[valAt:valAt+vl])
+	s.writePrefix(dst, keyLen, bits, access, true)
+	s.writeFields(fieldsAt, vl, bits, flags, exp, cas, true)
+}
+
+// headerLen is the header size of a record (all but key and value) with
+// the given value length, layout bits and CAS field.
 func (s *shard) headerLen(valLen uint64, bits byte, withCAS bool) uint64 {
-	n := uint64(offValLen + uvarintLen(valLen))
-	if bits&hasFlags != 0 {
-		n += 4
-	}
-	if bits&hasExpiry != 0 {
-		n += 4
-	}
-	if withCAS {
-		n += 8
-	}
-	return n
+	return offKey + uint64(uvarintLen(valLen)) + fieldsLen(bits, withCAS)
 }
 
 func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
-// writeHeader writes a record header at off and returns where the key goes.
-func (s *shard) writeHeader(off, keyLen, valLen uint64, bits byte, access, flags, exp uint32, cas uint64, withCAS bool) uint64 {
-	b := s.buf[off:]
-	b[0] = byte(keyLen)
-	b[offBits] = bits
+// writePrefix writes the fixed part of a record header at off.
+func (s *shard) writePrefix(off, keyLen uint64, bits byte, access uint32, withCAS bool) {
+	s.buf[off] = byte(keyLen)
+	s.buf[off+offBits] = bits
 	w := access & accessMask
 	if withCAS {
 		w |= accessCAS
 	}
-	le.PutUint32(b[offAccess:], w)
-	at := off + offValLen + uint64(binary.PutUvarint(b[offValLen:], valLen))
+	le.PutUint32(s.buf[off+offAccess:], w)
+}
+
+// writeFields writes the value length and the fields the layout bits ask
+// for at at, just after the key, and returns where the value goes.
+func (s *shard) writeFields(at, valLen uint64, bits byte, flags, exp uint32, cas uint64, withCAS bool) uint64 {
+	at += uint64(binary.PutUvarint(s.buf[at:], valLen))
 	if bits&hasFlags != 0 {
 		le.PutUint32(s.buf[at:], flags)
 		at += 4
@@ -952,7 +958,7 @@ func (s *shard) relocate(off, slot, h uint64, wide bool, now uint32) (uint64, bo
 
 	src := &shard{buf: saved} // reads the saved record
 	keyLen := src.keyLen(0)
-	vl, keyAt := src.layout(0)
+	vl, valAt := src.layout(0)
 	bits := src.bits(0)
 	if wide {
 		bits |= layoutBits
@@ -964,9 +970,8 @@ func (s *shard) relocate(off, slot, h uint64, wide bool, now uint32) (uint64, bo
 	if !ok {
 		return 0, false
 	}
-	at := s.writeHeader(dst, keyLen, vl, bits, src.access(0), src.flags(0), src.expiry(0), cas, true)
-	copy(s.buf[at:at+keyLen+vl], saved[keyAt:keyAt+keyLen+vl])
-	s.link(s.buf[at:at+keyLen], h, 0, false, dst)
+	s.put(dst, saved, 0, vl, valAt, bits, src.access(0), src.flags(0), src.expiry(0), cas)
+	s.link(s.key(dst), h, 0, false, dst)
 	return dst, true
 }
 
@@ -1040,9 +1045,10 @@ func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32
 			cas = s.derivedCAS(off)
 		}
 	}
-	at := s.writeHeader(off, uint64(len(key)), uint64(valLen), bits&^layoutBits|layout, now, flags, exp, cas, withCAS)
-	copy(s.buf[at:], key)
-	at += uint64(len(key))
+	bits = bits&^layoutBits | layout
+	s.writePrefix(off, uint64(len(key)), bits, now, withCAS)
+	copy(s.buf[off+offKey:], key)
+	at := s.writeFields(off+offKey+uint64(len(key)), uint64(valLen), bits, flags, exp, cas, withCAS)
 	return s.buf[at : at+uint64(valLen)]
 }
 
@@ -1117,7 +1123,7 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 		// Each record crosses over with its CAS in a field.
 		src := it.off
 		keyLen := old.keyLen(src)
-		vl, keyAt := old.layout(src)
+		vl, valAt := old.layout(src)
 		bits := old.bits(src)
 		size := s.span(s.headerLen(vl, bits, true) + keyLen + vl)
 		if size > s.main.size {
@@ -1127,9 +1133,8 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 		if !ok {
 			continue
 		}
-		at := s.writeHeader(dst, keyLen, vl, bits, old.access(src), old.flags(src), old.expiry(src), it.cas, true)
-		copy(s.buf[at:at+keyLen+vl], old.buf[keyAt:keyAt+keyLen+vl])
-		key := s.buf[at : at+keyLen]
+		s.put(dst, old.buf, src, vl, valAt, bits, old.access(src), old.flags(src), old.expiry(src), it.cas)
+		key := s.key(dst)
 		s.insert(key, xxhash.Sum64(key), dst)
 		s.bytes += size
 	}
