@@ -518,6 +518,30 @@ func (s *shard) find(key []byte, h uint64) (uint64, bool) {
 	}
 }
 
+// findOff returns the slot pointing at the record at off, whose key hashes
+// to h, if it is live. Offsets are unique, so it compares them instead of
+// keys and reads no record: a log's tail is mostly records nobody reads.
+func (s *shard) findOff(h, off uint64) (uint64, bool) {
+	i := s.home(h)
+	tag := s.tagOf(h)
+	for d := uint32(0); ; d++ {
+		e := s.slots[i]
+		if e == 0 {
+			return 0, false
+		}
+		ed := s.slotDisp(e)
+		if ed < d {
+			return 0, false
+		}
+		if ed == d && s.slotTag(e) == tag && s.slotOff(e) == off {
+			return i, true
+		}
+		if i++; i == s.nslots {
+			i = 0
+		}
+	}
+}
+
 // lookup finds a live item, lazily dropping it if expired.
 func (s *shard) lookup(key []byte, h uint64, now uint32) (slot, off uint64, ok bool) {
 	slot, off, ok, _ = s.lookupExpired(key, h, now)
@@ -735,10 +759,9 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		r.pop(size)
 		return true
 	}
-	key := s.key(off)
-	h := xxhash.Sum64(key)
-	slot, ok := s.find(key, h)
-	if !ok || s.offAt(slot) != off {
+	h := xxhash.Sum64(s.key(off))
+	slot, ok := s.findOff(h, off)
+	if !ok {
 		r.pop(size) // dead: overwritten or deleted
 		return true
 	}
@@ -918,8 +941,8 @@ func (s *shard) promote(off, h uint64, now uint32) bool {
 	size := s.size(off)
 	s.move(dst, off)
 	s.buf[dst+offBits] &^= freqMask
-	slot, found := s.find(s.key(dst), h)
-	if !found || s.offAt(slot) != off {
+	slot, found := s.findOff(h, off)
+	if !found {
 		// Cannot happen: main-ring eviction never touches small-ring items.
 		s.hole(dst, ns)
 		return false
@@ -1103,9 +1126,7 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 			if isHole {
 				continue
 			}
-			key := s.key(off)
-			slot, ok := s.find(key, xxhash.Sum64(key))
-			if !ok || s.offAt(slot) != off || expired(s.expiry(off), now) {
+			if _, ok := s.findOff(xxhash.Sum64(s.key(off)), off); !ok || expired(s.expiry(off), now) {
 				continue
 			}
 			items = append(items, live{off, s.cas(off)})
