@@ -41,6 +41,9 @@ command -v memcached >/dev/null || {
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 go build -C "$root" -o "$work/emcached" ./cmd/emcached
+# The static build (no cgo: no libc mapped) is what a release ships; it
+# differs from the default build only in RSS, so memfoot measures both.
+CGO_ENABLED=0 go build -C "$root" -o "$work/emcached-static" ./cmd/emcached
 go build -C "$root/bench" -o "$work/idleconns" ./cmd/idleconns
 go -C "$bench/mcbench" build -buildvcs=false -o "$work/mcbench" .
 export MCBENCH=$work/mcbench
@@ -49,6 +52,7 @@ user=()
 [[ $(id -u) == 0 ]] && user=(-u nobody)
 args="${user[*]} -l 127.0.0.1 -p {port} -U 0 -t 2 -m 1024 -c 4096"
 ours="$work/emcached $args"
+ours_static="$work/emcached-static $args"
 theirs="memcached $args"
 mcversion=$(memcached -V)
 
@@ -57,6 +61,7 @@ if [[ -z $compare_out ]]; then
 	"$bench/compare.sh" -r "$rounds" "$ours" "$theirs" | tee "$compare_out"
 fi
 "$bench/memfoot.sh" "$ours" "$theirs" 1000000 100 | tee "$work/memfoot.txt"
+"$bench/memfoot.sh" "$ours_static" 1000000 100 | tee "$work/memfoot-static.txt"
 
 idle() { # idle NAME CMD...: hold 15000 connections to a fresh server
 	local name=$1 port=22190 pid
@@ -84,10 +89,11 @@ table=$work/table.md
 	sed -n '/^scenario /,$p' "$compare_out"
 	echo '```'
 	echo
-	echo "Memory, 1,000,000 items of 100 bytes (memfoot.sh; first line A = emcached, second B = memcached):"
+	echo "Memory, 1,000,000 items of 100 bytes (memfoot.sh; first line A = emcached, second B = memcached; then the static build, \`CGO_ENABLED=0\`, alone):"
 	echo
 	echo '```'
 	grep -E 'per item|rss-per-item' "$work/memfoot.txt"
+	grep -E 'memory|per item' "$work/memfoot-static.txt" | sed 's/^/static /'
 	echo '```'
 	echo
 	echo "15,000 idle connections, client in its own process (cmd/idleconns, \`-t 4 -c 16000\`):"
