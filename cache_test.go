@@ -1779,3 +1779,30 @@ func TestCacheOverwritesKeepUnreadItemsOfManySizes(t *testing.T) {
 		assert.Equal(t, uint32(i), it.Flags)
 	}
 }
+
+// TestCacheIdleSaturates checks the last-access time of an item nobody
+// reads for months: the crawler keeps its idle time at maxIdle instead of
+// letting the 23-bit field wrap.
+func TestCacheIdleSaturates(t *testing.T) {
+	c, clk := newClockedCache(t, Config{})
+	mustSet(t, c, "old", "v", 0, 0)
+	idle := func() uint32 {
+		h := xxhash.Sum64([]byte("old"))
+		s := c.shardFor(h)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		slot, ok := s.find([]byte("old"), h)
+		require.True(t, ok)
+		return s.idle(s.offAt(slot), c.clock())
+	}
+	clk.Advance(10 * 24 * time.Hour)
+	crawlAll(c)
+	assert.Equal(t, uint32(10*24*3600), idle(), "exact below maxIdle")
+	for range 20 { // 200 days, the crawler passing every ten
+		clk.Advance(10 * 24 * time.Hour)
+		crawlAll(c)
+	}
+	assert.Equal(t, uint32(maxIdle), idle())
+	mustGet(t, c, "old")
+	assert.Zero(t, idle(), "a read starts it over")
+}

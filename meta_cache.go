@@ -62,7 +62,7 @@ func (m metaItem) ttl() int64 {
 }
 
 // idle is the seconds since the item was last accessed (the l flag).
-func (m metaItem) idle() uint32 { return m.now - m.s.access(m.off) }
+func (m metaItem) idle() uint32 { return m.s.idle(m.off, m.now) }
 
 // metaGetArgs are the mg flags that act on the cache rather than on the
 // reply.
@@ -514,7 +514,7 @@ func (c *Cache) metaDebug(key []byte) (metaDebugInfo, bool) {
 	}
 	info := metaDebugInfo{
 		exp:     -1,
-		idle:    now - s.access(off),
+		idle:    s.idle(off, now),
 		cas:     c.casOut(s.cas(off)),
 		fetched: s.bits(off)&bitFetched != 0,
 		size:    int(s.size(off)),

@@ -18,8 +18,9 @@ import (
 //	[0]      key length (0 marks a hole: padding or an abandoned allocation)
 //	[1]      bits: frequency (2 bits), fetched, stale, win-token-given,
 //	         key-binary, has-flags, has-expiry
-//	[2:6]    last access, Unix seconds mod 2^31; the top bit: has-CAS
-//	[6:]     key (at a fixed offset, so a lookup compares it unparsed)
+//	[2:5]    last access, Unix seconds mod 2^23 (see access); the top bit:
+//	         has-CAS
+//	[5:]     key (at a fixed offset, so a lookup compares it unparsed)
 //	         value length, varint (1 byte below 128)
 //	         client flags, 4 bytes, if has-flags
 //	         expiry, Unix seconds, 4 bytes, if has-expiry
@@ -37,11 +38,15 @@ import (
 const (
 	offBits    = 1
 	offAccess  = 2
-	offKey     = 6
+	offKey     = 5
 	holeMin    = 5
 	maxHeader  = offKey + 5 + 4 + 4 + 8 // a 5-byte varint and every field
-	accessMask = 1<<31 - 1
-	accessCAS  = 1 << 31
+	accessMask = 1<<23 - 1
+	accessCAS  = 1 << 23
+	// maxIdle is where idle times saturate: the crawler, which visits every
+	// item within seconds, moves older access times up to it, so that
+	// 23 bits of seconds never wrap.
+	maxIdle = 1 << 22 // 48.5 days
 )
 
 const (
@@ -316,11 +321,26 @@ func (s *shard) derivedCAS(off uint64) uint64 {
 
 func (s *shard) keyLen(off uint64) uint64 { return uint64(s.buf[off]) }
 func (s *shard) bits(off uint64) byte     { return s.buf[off+offBits] }
-func (s *shard) hasCAS(off uint64) bool   { return le.Uint32(s.buf[off+offAccess:])&accessCAS != 0 }
+func (s *shard) hasCAS(off uint64) bool   { return s.buf[off+offAccess+2]&(accessCAS>>16) != 0 }
 
-// access is the last access time, Unix seconds mod 2^31: idle times are
-// taken modulo the same, which is exact for any idle time under 68 years.
-func (s *shard) access(off uint64) uint32 { return le.Uint32(s.buf[off+offAccess:]) & accessMask }
+// accessWord is the 3-byte access field: time and has-CAS bit.
+func (s *shard) accessWord(off uint64) uint32 {
+	b := s.buf[off+offAccess : off+offAccess+3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
+}
+
+func (s *shard) setAccessWord(off uint64, w uint32) {
+	b := s.buf[off+offAccess : off+offAccess+3]
+	b[0], b[1], b[2] = byte(w), byte(w>>8), byte(w>>16)
+}
+
+// access is the last access time, Unix seconds mod 2^23: idle times are
+// taken modulo the same (idle), exact up to maxIdle, where they saturate.
+func (s *shard) access(off uint64) uint32 { return s.accessWord(off) & accessMask }
+
+// idle is the seconds since the record's last access (mg's l flag, me's
+// la=), at most about maxIdle.
+func (s *shard) idle(off uint64, now uint32) uint32 { return (now - s.access(off)) & accessMask }
 
 // valLen decodes the value length and returns it with the offset of the
 // first field after it.
@@ -457,8 +477,7 @@ func expired(exp, now uint32) bool { return exp != 0 && exp <= now }
 // noteAccess records an access without counting a read, as memcached's
 // do_item_update does for an add that finds the key taken.
 func (s *shard) noteAccess(off uint64, now uint32) {
-	w := le.Uint32(s.buf[off+offAccess:])
-	le.PutUint32(s.buf[off+offAccess:], w&accessCAS|now&accessMask)
+	s.setAccessWord(off, s.accessWord(off)&accessCAS|now&accessMask)
 }
 
 // touchRead records a read: bump the frequency, mark fetched, note the time.
@@ -867,7 +886,7 @@ func (s *shard) writePrefix(off, keyLen uint64, bits byte, access uint32, withCA
 	if withCAS {
 		w |= accessCAS
 	}
-	le.PutUint32(s.buf[off+offAccess:], w)
+	s.setAccessWord(off, w)
 }
 
 // writeFields writes the value length and the fields the layout bits ask
@@ -1097,6 +1116,9 @@ func (s *shard) crawl(n int, now uint32) {
 		}
 		off := s.slotOff(e)
 		if !expired(s.expiry(off), now) {
+			if s.idle(off, now) > maxIdle {
+				s.noteAccess(off, now-maxIdle)
+			}
 			continue
 		}
 		s.st.reclaimed++
