@@ -514,51 +514,60 @@ func (s *shard) repoint(i, off uint64) {
 	s.slots[i] = s.slots[i]&^(1<<s.offBits-1) | uint32(off>>s.unit+1)
 }
 
-// find returns the slot holding key. Robin Hood order lets a miss stop at
-// the first entry closer to its home than key would be to its own.
-func (s *shard) find(key []byte, h uint64) (uint64, bool) {
-	i := s.home(h)
-	tag := s.tagOf(h)
-	for d := uint32(0); ; d++ {
-		e := s.slots[i]
-		if e == 0 {
+// probe walks the slots a key with hash h may occupy: with Robin Hood
+// order, the entries at distance d from h's home whose own distance is d
+// (they share the home) and whose tag is h's; it stops at the first entry
+// closer to its home than the key would be to its own.
+type probe struct {
+	slot uint64 // the candidate next returned
+	d    uint32
+	tag  uint32
+}
+
+func (s *shard) probe(h uint64) probe { return probe{slot: s.home(h), tag: s.tagOf(h)} }
+
+// next returns the next candidate entry, its slot in p.slot, or false when
+// there is none.
+func (s *shard) next(p *probe) (uint32, bool) {
+	for ; ; p.d++ {
+		if p.d > 0 {
+			if p.slot++; p.slot == s.nslots {
+				p.slot = 0
+			}
+		}
+		e := s.slots[p.slot]
+		if e == 0 || s.slotDisp(e) < p.d {
 			return 0, false
 		}
-		ed := s.slotDisp(e)
-		if ed < d {
-			return 0, false
-		}
-		if ed == d && s.slotTag(e) == tag && s.hasKey(s.slotOff(e), key) {
-			return i, true
-		}
-		if i++; i == s.nslots {
-			i = 0
+		if s.slotDisp(e) == p.d && s.slotTag(e) == p.tag {
+			p.d++
+			return e, true
 		}
 	}
+}
+
+// find returns the slot holding key.
+func (s *shard) find(key []byte, h uint64) (uint64, bool) {
+	p := s.probe(h)
+	for e, ok := s.next(&p); ok; e, ok = s.next(&p) {
+		if s.hasKey(s.slotOff(e), key) {
+			return p.slot, true
+		}
+	}
+	return 0, false
 }
 
 // findOff returns the slot pointing at the record at off, whose key hashes
 // to h, if it is live. Offsets are unique, so it compares them instead of
 // keys and reads no record: a log's tail is mostly records nobody reads.
 func (s *shard) findOff(h, off uint64) (uint64, bool) {
-	i := s.home(h)
-	tag := s.tagOf(h)
-	for d := uint32(0); ; d++ {
-		e := s.slots[i]
-		if e == 0 {
-			return 0, false
-		}
-		ed := s.slotDisp(e)
-		if ed < d {
-			return 0, false
-		}
-		if ed == d && s.slotTag(e) == tag && s.slotOff(e) == off {
-			return i, true
-		}
-		if i++; i == s.nslots {
-			i = 0
+	p := s.probe(h)
+	for e, ok := s.next(&p); ok; e, ok = s.next(&p) {
+		if s.slotOff(e) == off {
+			return p.slot, true
 		}
 	}
+	return 0, false
 }
 
 // lookup finds a live item, lazily dropping it if expired.
