@@ -1434,12 +1434,20 @@ func TestCacheSetMaxBytes(t *testing.T) {
 		for i := range n {
 			mustSet(t, c, key(i), val(i), 0, 0)
 		}
+		cas := make([]uint64, n)
+		for i := range n {
+			cas[i] = mustGet(t, c, key(i)).CAS
+		}
 		require.NoError(t, c.SetMaxBytes(large))
 		assert.Equal(t, int64(large), c.MaxBytes())
 		assert.Equal(t, uint64(large), c.Stats().LimitMaxbytes)
 		for i := range n {
-			require.Equal(t, val(i), string(mustGet(t, c, key(i)).Value), "kept across the resize")
+			it := mustGet(t, c, key(i))
+			require.Equal(t, val(i), string(it.Value), "kept across the resize")
+			require.Equal(t, cas[i], it.CAS, "the CAS moves with the item")
 		}
+		_, err := c.CompareAndSwap([]byte(key(0)), []byte("new"), 0, 0, cas[0])
+		require.NoError(t, err)
 		// Now twice the old limit fits without evicting.
 		for i := n; i < 2*small/per; i++ {
 			mustSet(t, c, key(i), val(i), 0, 0)
@@ -1805,4 +1813,37 @@ func TestCacheIdleSaturates(t *testing.T) {
 	assert.Equal(t, uint32(maxIdle), idle())
 	mustGet(t, c, "old")
 	assert.Zero(t, idle(), "a read starts it over")
+}
+
+// TestCacheCASNeverRepeats checks that a CAS a client holds never matches a
+// later item: not after the item is replaced, deleted, flushed or its cache
+// resized, although most CAS values derive from log positions.
+func TestCacheCASNeverRepeats(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize})
+	seen := map[uint64]bool{}
+	record := func(cas uint64) {
+		t.Helper()
+		require.False(t, seen[cas], "CAS %d handed out twice", cas)
+		seen[cas] = true
+	}
+	for round := range 4 {
+		for i := range 200 {
+			cas, err := c.Set(fmt.Appendf(nil, "k%d", i%50), []byte("value"), 0, 0)
+			require.NoError(t, err)
+			record(cas)
+		}
+		switch round {
+		case 0:
+			c.FlushAll(0)
+		case 1:
+			require.NoError(t, c.Delete([]byte("k1")))
+		case 2:
+			require.NoError(t, c.SetMaxBytes(2<<20))
+		}
+	}
+	old := mustGet(t, c, "k2").CAS
+	_, err := c.Set([]byte("k2"), []byte("newer"), 0, 0)
+	require.NoError(t, err)
+	_, err = c.CompareAndSwap([]byte("k2"), []byte("stale"), 0, 0, old)
+	assert.ErrorIs(t, err, ErrExists)
 }
