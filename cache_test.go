@@ -1847,3 +1847,46 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 	_, err = c.CompareAndSwap([]byte("k2"), []byte("stale"), 0, 0, old)
 	assert.ErrorIs(t, err, ErrExists)
 }
+
+// TestCacheNoEvictKeepsItemsWhenFull checks that a cache that cannot evict
+// refuses stores once full and never loses an item making room: not while
+// compacting past deleted items, not for items of awkward sizes.
+func TestCacheNoEvictKeepsItemsWhenFull(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize, NoEvict: true})
+	want := map[string]string{}
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("k%d", i)
+		v := strings.Repeat(string(rune('a'+i%26)), 1+i*37%900)
+		if _, err := c.Set([]byte(k), []byte(v), 0, 0); err != nil {
+			require.ErrorIs(t, err, ErrNoMemory)
+			break
+		}
+		want[k] = v
+	}
+	for k := range want {
+		mustGet(t, c, k)
+	}
+	// Free scattered room, then keep storing past full.
+	i := 0
+	for k := range want {
+		if i++; i%3 == 0 {
+			require.NoError(t, c.Delete([]byte(k)))
+			delete(want, k)
+		}
+	}
+	for i := range 20000 {
+		k := fmt.Sprintf("more%d", i)
+		v := strings.Repeat("m", 1+i*53%900)
+		if _, err := c.Set([]byte(k), []byte(v), 0, 0); err == nil {
+			want[k] = v
+		} else {
+			require.ErrorIs(t, err, ErrNoMemory)
+		}
+	}
+	assert.Zero(t, c.Stats().Evictions)
+	for k, v := range want {
+		it, err := c.Get([]byte(k))
+		require.NoError(t, err, "lost %s", k)
+		require.Equal(t, v, string(it.Value))
+	}
+}

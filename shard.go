@@ -818,9 +818,10 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 			}
 		} else if s.reinsert(off, size, slot) {
 			return true
-		} else if !s.relocating {
+		} else if !s.relocating && !s.noEvict {
 			// The moved copy needs a few bytes more than the ring has
-			// free: set the item aside and allocate for it like a store.
+			// free: set the item aside and allocate for it like a store
+			// (which cannot fail where eviction can make room).
 			if dst, ok := s.relocate(off, slot, h, false, now); ok {
 				if s.buf[dst+offBits]&freqMask > 0 {
 					s.buf[dst+offBits]--
