@@ -115,8 +115,11 @@ type Item struct {
 	Flags uint32
 	// Exptime is when the item expires, in Unix seconds; 0 means never.
 	Exptime int64
-	// CAS identifies this version of the item for CompareAndSwap; 0 with
-	// Config.NoCAS.
+	// CAS identifies this version of the item for CompareAndSwap: no other
+	// version of any item in the cache ever has it. Values are not
+	// consecutive: most derive from where the item is stored (in a NoEvict
+	// cache, from a counter per shard, as memcached's from one counter).
+	// 0 with Config.NoCAS.
 	CAS uint64
 }
 
