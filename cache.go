@@ -53,7 +53,9 @@ const MaxKeyLen = 250
 // ItemOverhead is what MaxItemSize counts beyond an item's key and value:
 // an item's size for the limit is ItemOverhead + len(key) + len(value). It
 // is the largest record header; most items use far less (Stats.Bytes
-// counts what they do use), a 100-byte value with flags about 11 bytes.
+// counts what they do use): 6 bytes for a value under 128 bytes, plus 4
+// for client flags, 4 for an expiry and 8 for a CAS that must move with
+// the item, each only when the item has one.
 const ItemOverhead = maxHeader
 
 // Defaults and limits of [Config].
