@@ -549,8 +549,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 		bits = s.bits(off) & freqMask
 	}
 	oldInMain := found && off >= s.main.base
-	size := s.recordSize(len(key), valLen, flags, exp, 0, false)
-	dst, ok := s.placeNew(size, h, oldInMain, now)
+	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, 0, false, h, oldInMain, now)
 	if !ok {
 		s.st.cmdSet--
 		s.st.storeNoMemory++
@@ -565,7 +564,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 		s.hole(dst, size)
 		return 0, ErrNotStored
 	}
-	v := s.write(dst, key, valLen, flags, exp, now, 0, bits, false)
+	v := s.write(dst, key, valLen, flags, exp, now, cas, bits, false)
 	switch mode {
 	case modeAppend:
 		copy(v[copy(v, s.value(off)):], value)
@@ -698,8 +697,7 @@ func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) 
 		}
 	}
 	// A counter's record is wide, so its next change fits in place.
-	size := s.recordSize(len(key), len(d), 0, 0, 0, true)
-	dst, ok := s.placeNew(size, h, off >= s.main.base, now)
+	dst, _, cas, ok := s.place(len(key), len(d), 0, 0, 0, true, h, off >= s.main.base, now)
 	if !ok {
 		s.st.storeNoMemory++
 		return 0, 0, ErrNoMemory
@@ -712,7 +710,7 @@ func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) 
 	if found {
 		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&freqMask
 	}
-	copy(s.write(dst, key, len(d), flags, exp, now, 0, bits, true), d)
+	copy(s.write(dst, key, len(d), flags, exp, now, cas, bits, true), d)
 	s.link(key, h, slot, found, dst)
 	s.st.totalItems++
 	return n, c.casOut(s.cas(dst)), nil

@@ -1816,21 +1816,35 @@ func TestCacheIdleSaturates(t *testing.T) {
 }
 
 // TestCacheCASNeverRepeats checks that a CAS a client holds never matches a
-// later item: not after the item is replaced, deleted, flushed or its cache
-// resized, although most CAS values derive from log positions.
+// later item, and that a key's CAS only rises: not after the item is
+// replaced, incremented, deleted, flushed or its cache resized, nor once the
+// cache is full and new items start in the small ring, although most CAS
+// values derive from log positions.
 func TestCacheCASNeverRepeats(t *testing.T) {
 	c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize})
 	seen := map[uint64]bool{}
-	record := func(cas uint64) {
+	last := map[string]uint64{}
+	record := func(key string, cas uint64) {
 		t.Helper()
 		require.False(t, seen[cas], "CAS %d handed out twice", cas)
 		seen[cas] = true
+		require.Greater(t, cas, last[key], "CAS of %s went down", key)
+		last[key] = cas
 	}
+	big := bytes.Repeat([]byte("f"), 900)
 	for round := range 4 {
-		for i := range 200 {
-			cas, err := c.Set(fmt.Appendf(nil, "k%d", i%50), []byte("value"), 0, 0)
+		for i := range 600 {
+			k := fmt.Sprintf("k%d", i%50)
+			cas, err := c.Set([]byte(k), []byte("1"), 0, 0)
 			require.NoError(t, err)
-			record(cas)
+			record(k, cas)
+			_, cas, err = c.addDelta([]byte(k), true, 1, 0, false)
+			require.NoError(t, err)
+			record(k, cas)
+			// Filler that fills the cache, so later stores go to the small
+			// ring.
+			_, err = c.Set(fmt.Appendf(nil, "fill%d-%d", round, i), big, 0, 0)
+			require.NoError(t, err)
 		}
 		switch round {
 		case 0:
@@ -1841,6 +1855,7 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 			require.NoError(t, c.SetMaxBytes(2<<20))
 		}
 	}
+	require.NotZero(t, c.Stats().Evictions, "the filler overflowed the cache")
 	old := mustGet(t, c, "k2").CAS
 	_, err := c.Set([]byte("k2"), []byte("newer"), 0, 0)
 	require.NoError(t, err)

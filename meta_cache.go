@@ -122,14 +122,13 @@ func (c *Cache) metaGet(key []byte, a *metaGetArgs, fn func(it metaItem, created
 // flags 0, no expiry, CAS casIn or its own. The record is wide, since the
 // command goes on to set its TTL. It reports false when no room can be made.
 func (s *shard) metaCreate(key []byte, h uint64, value []byte, hasCASIn bool, casIn uint64, binary bool, now uint32) (uint64, bool) {
-	size := s.recordSize(len(key), len(value), 0, 0, 0, true)
-	dst, ok := s.placeNew(size, h, false, now)
-	if !ok {
-		return 0, false
-	}
 	var cas uint64
 	if hasCASIn {
 		cas = casIn
+	}
+	dst, _, cas, ok := s.place(len(key), len(value), 0, 0, cas, true, h, false, now)
+	if !ok {
+		return 0, false
 	}
 	var bits byte
 	if binary {
@@ -255,8 +254,7 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 	if a.hasCASIn {
 		cas = a.casIn
 	}
-	size := s.recordSize(len(key), valLen, flags, exp, cas, false)
-	dst, ok := s.placeNew(size, h, found && off >= s.main.base, now)
+	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, cas, false, h, found && off >= s.main.base, now)
 	if !ok {
 		s.st.storeNoMemory++
 		if slot, f := s.find(key, h); f {
@@ -346,8 +344,7 @@ func (c *Cache) metaDelete(key []byte, a *metaDeleteArgs) metaStatus {
 		if !a.hasCASIn {
 			cas = s.cas(off)
 		}
-		size := s.recordSize(len(key), 0, 0, 0, 0, true)
-		dst, placed := s.placeNew(size, h, off >= s.main.base, now)
+		dst, _, _, placed := s.place(len(key), 0, 0, 0, cas, true, h, off >= s.main.base, now)
 		if !placed {
 			return metaNoMemory
 		}
@@ -471,8 +468,7 @@ func (c *Cache) metaArith(key []byte, a *metaArithArgs, fn func(it metaItem, cre
 		}
 	}
 	// Wide, so that the T flag and the next change fit in place.
-	size := s.recordSize(len(key), len(d), 0, 0, cas, true)
-	dst, placed := s.placeNew(size, h, off >= s.main.base, now)
+	dst, _, _, placed := s.place(len(key), len(d), 0, 0, cas, true, h, off >= s.main.base, now)
 	if !placed {
 		s.st.storeNoMemory++
 		return metaNoMemory

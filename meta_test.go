@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -739,4 +740,48 @@ func FuzzMetaProtocol(f *testing.F) {
 		// most one value and a line of flags.
 		require.LessOrEqual(t, len(fd.out), (len(data)/3+1)*(protoItemSize+1024))
 	})
+}
+
+// TestMetaInvalidationFlowRealCAS runs memcached's serve-stale flow with the
+// CAS values a default cache hands out (not the 1, 2, 3 of the other meta
+// tests): a client holding the CAS it read before md I bumped it recaches
+// with ms I and that older CAS, and its value is stored, stale. It needs
+// every new CAS of a key to be higher than the key's earlier ones.
+func TestMetaInvalidationFlowRealCAS(t *testing.T) {
+	_, addr := startProtoServer(t, ServerConfig{}, Config{MaxBytes: 64 << 20, MaxItemSize: MinMaxItemSize})
+	conn := protoDial(t, addr)
+	casOf := func(reply string) string {
+		t.Helper()
+		for _, f := range strings.Fields(reply) {
+			if f[0] == 'c' {
+				return f[1:]
+			}
+		}
+		t.Fatalf("no CAS in %q", reply)
+		return ""
+	}
+	for i := range 50 {
+		k := fmt.Sprintf("k%d", i)
+		// Other keys change between the steps, as in a live cache.
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, fmt.Sprintf("ms other%d 2\r\nxx\r\n", i)))
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms "+k+" 3 T0\r\nold\r\n"))
+		held := casOf(protoRoundTrip(t, conn, "mg "+k+" c\r\n"))
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "md "+k+" I T30\r\n"))
+		bumped := casOf(protoRoundTrip(t, conn, "mg "+k+" c\r\n"))
+		hv, _ := strconv.ParseUint(held, 10, 64)
+		bv, _ := strconv.ParseUint(bumped, 10, 64)
+		require.Greater(t, bv, hv, "md I bumps the CAS up")
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms "+k+" 3 I C"+held+"\r\nnew\r\n"), "stale store with the older CAS")
+		reply := protoRoundTrip(t, conn, "mg "+k+" v c\r\n")
+		require.Contains(t, reply, " X", "the recached value stays stale")
+		require.Contains(t, reply, "\r\nnew\r\n")
+		// An ordinary store after an increment: CAS values keep rising.
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms n"+k+" 1\r\n5\r\n"))
+		before := casOf(protoRoundTrip(t, conn, "ma n"+k+" c\r\n"))
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms n"+k+" 1\r\n7\r\n"))
+		after := casOf(protoRoundTrip(t, conn, "mg n"+k+" c\r\n"))
+		b1, _ := strconv.ParseUint(before, 10, 64)
+		a1, _ := strconv.ParseUint(after, 10, 64)
+		require.Greater(t, a1, b1, "a store after ma gets a higher CAS")
+	}
 }

@@ -30,7 +30,10 @@ import (
 // An item without a CAS field has the CAS of its position: each ring's log
 // position only grows, so a new record always gets a new CAS (see
 // derivedCAS); a record that moves (CLOCK reinsertion, promotion, resizing)
-// takes its CAS along in the field. Operations that change an expiry or a
+// takes its CAS along in the field. CAS values rise, as memcached's do
+// (meta's I flag compares them): a record whose position would give a CAS
+// below one already handed out (the small ring's positions trail the main
+// ring's) takes the next counter value in a field instead (shard.place). Operations that change an expiry or a
 // CAS in place first widen the record to carry both (widen).
 //
 // A hole is [0] = 0 and [1:5] its length. The last bytes of a ring too short
@@ -173,7 +176,7 @@ type shard struct {
 
 	id       uint64 // shard index, the low bits of every CAS it hands out
 	casShift uint
-	casSeq   uint64
+	casHigh  uint64 // the highest CAS handed out, before the shift
 
 	// wide: every record carries flags, expiry and CAS, so nothing ever
 	// needs room to change in place (caches that cannot evict to make it).
@@ -289,32 +292,40 @@ func (s *shard) span(n uint64) uint64 {
 	return (n + m) &^ m
 }
 
-// nextCAS hands out a CAS from the shard's counter. Where every record has
-// a CAS field (wide), the counter is the only source and counts 1, 2, 3 as
-// memcached's does; else its values are odd, apart from derived ones.
+// nextCAS hands out a CAS above every one the shard has handed out. Where
+// every record has a CAS field (wide), this counter is the only source and
+// counts 1, 2, 3 as memcached's does; else its values are odd, apart from
+// the even derived ones.
 func (s *shard) nextCAS() uint64 {
-	s.casSeq++
-	if s.wide {
-		return s.casSeq<<s.casShift | s.id
+	x := s.casHigh + 1
+	if !s.wide && x&1 == 0 {
+		x++
 	}
-	return (s.casSeq<<1|1)<<s.casShift | s.id
+	s.casHigh = x
+	return x<<s.casShift | s.id
 }
 
-// derivedCAS is the CAS of a record without a CAS field: its logical
-// position and ring, with the low bit clear so it never meets a nextCAS.
-func (s *shard) derivedCAS(off uint64) uint64 {
-	r, ringBit := &s.main, uint64(1)
-	if off < s.main.base {
-		r, ringBit = &s.small, 0
+// positionCAS is the CAS, before the shift, of a record at logical position
+// pos of ring r: even, and sixteen apart per byte, which leaves room for
+// counter values between records written one after another.
+func (s *shard) positionCAS(r *ring, pos uint64) uint64 {
+	x := pos << 4
+	if r == &s.main {
+		x |= 2
 	}
+	return x
+}
+
+// derivedCAS is the CAS of a record without a CAS field (positionCAS).
+func (s *shard) derivedCAS(off uint64) uint64 {
+	r := s.ringOf(off)
 	// Live records lie within size bytes behind the head; one at the head's
 	// own offset is a full ring's tail.
 	dist := r.hp + r.size - (off - r.base)
 	if dist > r.size {
 		dist -= r.size
 	}
-	pos := r.head - dist
-	return (pos<<1|ringBit)<<1<<s.casShift | s.id
+	return s.positionCAS(r, r.head-dist)<<s.casShift | s.id
 }
 
 // record accessors; off is a record's arena offset.
@@ -1053,16 +1064,36 @@ func (s *shard) slack(r *ring) uint64 {
 // of size bytes: the cache is not full yet.
 func (s *shard) mainHasRoom(size uint64) bool { return s.main.free() >= 2*size+s.slack(&s.main) }
 
-// placeNew reserves room for a new record of size bytes: in the main ring
-// for keys seen recently (ghost hit or replacing a main-ring item), for
-// items too big for the small ring, and while the main ring still has room
-// (the cache is not full, so there is nothing to filter yet and the small
-// ring's pages need not be touched); else in the small ring.
-func (s *shard) placeNew(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
+// ringFor picks the ring for a new record of size bytes: the main ring for
+// keys seen recently (ghost hit or replacing a main-ring item), for items
+// too big for the small ring, and while the main ring still has room (the
+// cache is not full, so there is nothing to filter yet and the small ring's
+// pages need not be touched); else the small ring.
+func (s *shard) ringFor(size uint64, h uint64, oldInMain bool) *ring {
 	if oldInMain || size*4 > s.small.size || s.mainHasRoom(size) || s.inGhost(h) {
-		return s.alloc(&s.main, size, now)
+		return &s.main
 	}
-	return s.alloc(&s.small, size, now)
+	return &s.small
+}
+
+// placeNew reserves size bytes where ringFor says.
+func (s *shard) placeNew(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
+	return s.alloc(s.ringFor(size, h, oldInMain), size, now)
+}
+
+// place reserves a new record with the given fields (as recordSize counts
+// them) and returns its offset, its size and the CAS to write (cas, or 0
+// for the derived one). When the position's CAS would not rise above every
+// CAS handed out, the record takes the next counter value in a field.
+func (s *shard) place(keyLen, valLen int, flags, exp uint32, cas uint64, wide bool, h uint64, oldInMain bool, now uint32) (dst, size, casOut uint64, ok bool) {
+	size = s.recordSize(keyLen, valLen, flags, exp, cas, wide)
+	r := s.ringFor(size, h, oldInMain)
+	if cas == 0 && !s.wide && s.positionCAS(r, r.head) <= s.casHigh {
+		cas = s.nextCAS()
+		size = s.recordSize(keyLen, valLen, flags, exp, cas, wide)
+	}
+	dst, ok = s.alloc(r, size, now)
+	return dst, size, cas, ok
 }
 
 // layoutOf returns the layout bits of a new record with these fields, and
@@ -1086,14 +1117,19 @@ func (s *shard) recordSize(keyLen, valLen int, flags, exp uint32, cas uint64, wi
 	return s.span(s.headerLen(uint64(valLen), b, withCAS) + uint64(keyLen+valLen))
 }
 
-// write fills a record at off, as recordSize sized it, and returns its
-// value bytes. A cas of 0 means the record's own (derived) CAS.
+// write fills a record at off, as place sized it, and returns its value
+// bytes. A cas of 0 means the record's own (derived) CAS.
 func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32, cas uint64, bits byte, wide bool) []byte {
 	layout, withCAS := s.layoutOf(flags, exp, cas, wide)
-	if withCAS && cas == 0 {
-		if s.wide {
-			cas = s.nextCAS()
-		} else {
+	switch {
+	case cas != 0:
+	case s.wide:
+		cas = s.nextCAS()
+	default:
+		// place checked that this rises above every CAS handed out.
+		x := s.derivedCAS(off) >> s.casShift
+		s.casHigh = max(s.casHigh, x)
+		if withCAS {
 			cas = s.derivedCAS(off)
 		}
 	}
