@@ -1905,3 +1905,43 @@ func TestCacheNoEvictKeepsItemsWhenFull(t *testing.T) {
 		require.Equal(t, v, string(it.Value))
 	}
 }
+
+// TestCacheWideArenaUnits runs a cache whose one shard is too large for
+// byte offsets in an index slot, so records are aligned to larger units:
+// values written across several wraps of the log, overwritten, deleted and
+// moved, must all read back intact.
+func TestCacheWideArenaUnits(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 64 << 20, MaxItemSize: 16 << 20})
+	require.Len(t, c.shards, 1)
+	require.NotZero(t, c.shards[0].unit, "offsets count in units")
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := map[string][]byte{}
+	for i := range 30000 {
+		k := fmt.Sprintf("k%d", rng.IntN(3000))
+		switch rng.IntN(10) {
+		case 0:
+			_ = c.Delete([]byte(k))
+			delete(want, k)
+		case 1, 2, 3:
+			if it, err := c.Get([]byte(k)); err == nil {
+				require.Equal(t, want[k], it.Value, "op %d %s", i, k)
+			}
+		default:
+			v := bytes.Repeat([]byte{byte(i)}, 1+rng.IntN(8000))
+			_, err := c.Set([]byte(k), v, uint32(i), 0)
+			require.NoError(t, err)
+			want[k] = v
+		}
+	}
+	sh := c.shards[0]
+	sh.mu.Lock()
+	head, size := sh.main.head, sh.main.size
+	sh.mu.Unlock()
+	require.Greater(t, head, size, "the log wrapped")
+	for k, v := range want {
+		if it, err := c.Get([]byte(k)); err == nil {
+			require.Equal(t, v, it.Value, k)
+		}
+	}
+	assert.Equal(t, indexedBytes(c), c.Stats().Bytes)
+}

@@ -108,16 +108,16 @@ const ghostRatio = 4
 // full or a distance would overflow, rehashing the keys from the arena, so
 // it stays between about 72% and 90% full; each size fills its pages.
 const (
-	dispBits    = 5
-	maxDisp     = 1<<dispBits - 1
-	maxOffBits  = 32 - dispBits - 2 // leave at least two tag bits
-	maxLoadNum  = 9
-	maxLoadDen  = 10
-	growNum     = 5
-	growDen     = 4
-	minSlots    = 64
-	pageSize    = 4096
-	initialSlot = 256
+	dispBits     = 5
+	maxDisp      = 1<<dispBits - 1
+	maxOffBits   = 32 - dispBits - 2 // leave at least two tag bits
+	maxLoadNum   = 9
+	maxLoadDen   = 10
+	growNum      = 5
+	growDen      = 4
+	minSlots     = 64
+	pageSize     = 4096
+	initialSlots = 256
 )
 
 var le = binary.LittleEndian
@@ -206,7 +206,7 @@ type counters struct {
 func newShard(id uint64, casShift uint, capacity uint64, noEvict bool) *shard {
 	s := &shard{id: id, casShift: casShift, noEvict: noEvict, wide: noEvict, mem: new(shardMem)}
 	s.setArena(s.mem.arena(int(capacity)))
-	s.setSlots(s.mem.index(initialSlot), initialSlot)
+	s.setSlots(s.mem.index(initialSlots), initialSlots)
 	runtime.AddCleanup(s, (*shardMem).free, s.mem)
 	return s
 }
