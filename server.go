@@ -272,10 +272,13 @@ type listener struct {
 // Connections are spread round-robin over cfg.Workers workers, each with
 // its own OS thread and poller, as memcached's threads are.
 //
-// Serve raises GOMAXPROCS to Workers+1 when it is lower (as under a CPU
-// affinity mask of one core): a worker returning from its poller needs a P
-// to run, and with fewer Ps than workers it waits for the Go scheduler to
-// take one from another worker, which adds milliseconds to tail latency.
+// Serve adds Workers to GOMAXPROCS while the server runs (it takes them back
+// once stopped): a worker keeps its P for a few milliseconds while it waits
+// for more events (see the Linux poller's wait), so the rest of the program
+// keeps the Ps it had; and a worker returning from its poller must find a P
+// at once (under a CPU affinity mask of one core GOMAXPROCS is 1, and a
+// worker would wait for the scheduler to take one from another, adding
+// milliseconds to tail latency).
 func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if c == nil {
 		return nil, errors.New("emcache: Serve called on a nil *Cache")
@@ -297,14 +300,13 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 		s.closeListeners()
 		return nil, err
 	}
-	if runtime.GOMAXPROCS(0) < cfg.Workers+1 {
-		runtime.GOMAXPROCS(cfg.Workers + 1)
-	}
+	addProcs(cfg.Workers)
 	s.workers = make([]*worker, cfg.Workers)
 	for i := range s.workers {
 		s.workers[i] = &worker{s: s, id: i}
 	}
 	if err := s.start(); err != nil {
+		addProcs(-cfg.Workers)
 		s.closeListeners()
 		return nil, err
 	}
@@ -437,6 +439,17 @@ func (s *Server) setMode(m int32) {
 	}
 }
 
+// procsMu serialises the GOMAXPROCS changes of servers starting and
+// stopping at once.
+var procsMu sync.Mutex
+
+// addProcs changes GOMAXPROCS by n.
+func addProcs(n int) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+n, 1))
+}
+
 // reap waits for the workers, releases their pollers and closes done.
 func (s *Server) reap() {
 	s.workerWG.Wait()
@@ -448,6 +461,7 @@ func (s *Server) reap() {
 		}
 	}
 	s.pollMu.Unlock()
+	addProcs(-len(s.workers))
 	close(s.done)
 }
 

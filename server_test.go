@@ -699,3 +699,24 @@ func benchmarkServerGet(b *testing.B, depth int) {
 		}
 	}
 }
+
+// TestServerLendsItsProcs checks that a server adds a P per worker while it
+// runs and takes them back once stopped, whatever stops it.
+func TestServerLendsItsProcs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	c := newTestCache(t, Config{})
+	s, err := c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 3})
+	require.NoError(t, err)
+	assert.Equal(t, before+3, runtime.GOMAXPROCS(0))
+	require.NoError(t, s.Close())
+	assert.Equal(t, before, runtime.GOMAXPROCS(0))
+
+	s, err = c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 2})
+	require.NoError(t, err)
+	require.NoError(t, s.Shutdown(context.Background()))
+	assert.Equal(t, before, runtime.GOMAXPROCS(0))
+
+	_, err = c.Serve(ServerConfig{Addrs: []string{"256.0.0.1:0"}, Workers: 2})
+	require.Error(t, err)
+	assert.Equal(t, before, runtime.GOMAXPROCS(0), "a server that failed to start lends none")
+}
