@@ -750,38 +750,36 @@ func FuzzMetaProtocol(f *testing.F) {
 func TestMetaInvalidationFlowRealCAS(t *testing.T) {
 	_, addr := startProtoServer(t, ServerConfig{}, Config{MaxBytes: 64 << 20, MaxItemSize: MinMaxItemSize})
 	conn := protoDial(t, addr)
-	casOf := func(reply string) string {
+	// casOf sends req and returns the CAS its reply's c flag carries.
+	casOf := func(req string) uint64 {
 		t.Helper()
+		reply := protoRoundTrip(t, conn, req)
 		for _, f := range strings.Fields(reply) {
 			if f[0] == 'c' {
-				return f[1:]
+				cas, err := strconv.ParseUint(f[1:], 10, 64)
+				require.NoError(t, err)
+				return cas
 			}
 		}
 		t.Fatalf("no CAS in %q", reply)
-		return ""
+		return 0
 	}
 	for i := range 50 {
 		k := fmt.Sprintf("k%d", i)
 		// Other keys change between the steps, as in a live cache.
 		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, fmt.Sprintf("ms other%d 2\r\nxx\r\n", i)))
 		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms "+k+" 3 T0\r\nold\r\n"))
-		held := casOf(protoRoundTrip(t, conn, "mg "+k+" c\r\n"))
+		held := casOf("mg " + k + " c\r\n")
 		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "md "+k+" I T30\r\n"))
-		bumped := casOf(protoRoundTrip(t, conn, "mg "+k+" c\r\n"))
-		hv, _ := strconv.ParseUint(held, 10, 64)
-		bv, _ := strconv.ParseUint(bumped, 10, 64)
-		require.Greater(t, bv, hv, "md I bumps the CAS up")
-		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms "+k+" 3 I C"+held+"\r\nnew\r\n"), "stale store with the older CAS")
+		require.Greater(t, casOf("mg "+k+" c\r\n"), held, "md I bumps the CAS up")
+		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, fmt.Sprintf("ms %s 3 I C%d\r\nnew\r\n", k, held)), "stale store with the older CAS")
 		reply := protoRoundTrip(t, conn, "mg "+k+" v c\r\n")
 		require.Contains(t, reply, " X", "the recached value stays stale")
 		require.Contains(t, reply, "\r\nnew\r\n")
 		// An ordinary store after an increment: CAS values keep rising.
 		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms n"+k+" 1\r\n5\r\n"))
-		before := casOf(protoRoundTrip(t, conn, "ma n"+k+" c\r\n"))
+		before := casOf("ma n" + k + " c\r\n")
 		require.Equal(t, "HD\r\n", protoRoundTrip(t, conn, "ms n"+k+" 1\r\n7\r\n"))
-		after := casOf(protoRoundTrip(t, conn, "mg n"+k+" c\r\n"))
-		b1, _ := strconv.ParseUint(before, 10, 64)
-		a1, _ := strconv.ParseUint(after, 10, 64)
-		require.Greater(t, a1, b1, "a store after ma gets a higher CAS")
+		require.Greater(t, casOf("mg n"+k+" c\r\n"), before, "a store after ma gets a higher CAS")
 	}
 }
