@@ -437,6 +437,22 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	return lineLen, out
 }
 
+// appendMetaCode appends the return code of a status that every meta
+// command reports alike; false means st has a command's own reply.
+func appendMetaCode(out []byte, st metaStatus) ([]byte, bool) {
+	switch st {
+	case metaOK:
+		return append(out, "HD"...), true
+	case metaNotStored:
+		return append(out, "NS"...), true
+	case metaExists:
+		return append(out, "EX"...), true
+	case metaNotFound:
+		return append(out, "NF"...), true
+	}
+	return out, false
+}
+
 // metaPool lends the state of an ms command to connections whose data
 // block is still arriving.
 var metaPool = sync.Pool{New: func() any { return new(metaSetState) }}
@@ -449,19 +465,11 @@ func (s *Server) metaSetBlock(pc *protoConn, m *metaSetState, key, block, out []
 	}
 	value := block[:len(block)-2]
 	st, cas, size := s.cache.metaStore(key, value, &m.args)
-	switch st {
-	case metaOK:
-		if pc.noreply {
-			return out
-		}
-		out = append(out, "HD"...)
-	case metaNotStored:
-		out = append(out, "NS"...)
-	case metaExists:
-		out = append(out, "EX"...)
-	case metaNotFound:
-		out = append(out, "NF"...)
-	default:
+	if st == metaOK && pc.noreply {
+		return out
+	}
+	out, ok := appendMetaCode(out, st)
+	if !ok {
 		return append(out, rNoMemory...)
 	}
 	for _, r := range m.ret[:m.nret] {
@@ -504,17 +512,12 @@ func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		hasTTL: f.touch, exptime: f.exptime, clientFlags: f.clientFlags,
 		binary: f.binary,
 	}
-	switch s.cache.metaDelete(f.key, &a) {
-	case metaOK:
-		if f.quiet {
-			return out
-		}
-		out = append(out, "HD"...)
-	case metaNotFound:
-		out = append(out, "NF"...)
-	case metaExists:
-		out = append(out, "EX"...)
-	default:
+	st := s.cache.metaDelete(f.key, &a)
+	if st == metaOK && f.quiet {
+		return out
+	}
+	out, ok := appendMetaCode(out, st)
+	if !ok {
 		return append(out, rNoMemoryDelta...)
 	}
 	out = appendMetaEcho(out, toks, f.key, f.binary)
@@ -562,15 +565,13 @@ func (s *Server) maCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 			out = out[:start]
 		}
 		return out
-	case metaNotFound:
-		out = append(out, "NF"...)
-	case metaExists:
-		out = append(out, "EX"...)
 	case metaNonNumeric:
 		return append(out, rNonNumeric...)
 	case metaNoMemoryNew:
 		return append(out, rMetaNoMemoryNew...)
-	default:
+	}
+	out, ok := appendMetaCode(out, st)
+	if !ok {
 		return append(out, rNoMemoryDelta...)
 	}
 	out = appendMetaEcho(out, toks, f.key, f.binary)

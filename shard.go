@@ -1007,7 +1007,7 @@ func (s *shard) widen(key []byte, h uint64, off uint64, now uint32) (uint64, boo
 
 // relocate moves the live item at off (in slot) to a new record with its
 // CAS in a field, and with wide its flags and expiry fields too: into the
-// main ring if it is there, else where placeNew puts a store. The item is
+// main ring if it is there, else where ringFor puts a store. The item is
 // copied aside and leaves the index while room is made, so that making room
 // cannot evict it for its own sake (its old record is dead by then). It
 // returns the new offset, or false if no room could be made, and then the
@@ -1028,7 +1028,7 @@ func (s *shard) relocate(off, slot, h uint64, wide bool, now uint32) (uint64, bo
 	}
 	ns := s.span(s.headerLen(vl, bits, true) + keyLen + vl)
 	s.relocating = true
-	dst, ok := s.placeNew(ns, h, inMain, now)
+	dst, ok := s.alloc(s.ringFor(ns, h, inMain), ns, now)
 	s.relocating = false
 	if !ok {
 		return 0, false
@@ -1074,11 +1074,6 @@ func (s *shard) ringFor(size uint64, h uint64, oldInMain bool) *ring {
 		return &s.main
 	}
 	return &s.small
-}
-
-// placeNew reserves size bytes where ringFor says.
-func (s *shard) placeNew(size uint64, h uint64, oldInMain bool, now uint32) (uint64, bool) {
-	return s.alloc(s.ringFor(size, h, oldInMain), size, now)
 }
 
 // place reserves a new record with the given fields (as recordSize counts
@@ -1127,10 +1122,10 @@ func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32
 		cas = s.nextCAS()
 	default:
 		// place checked that this rises above every CAS handed out.
-		x := s.derivedCAS(off) >> s.casShift
-		s.casHigh = max(s.casHigh, x)
+		derived := s.derivedCAS(off)
+		s.casHigh = max(s.casHigh, derived>>s.casShift)
 		if withCAS {
-			cas = s.derivedCAS(off)
+			cas = derived
 		}
 	}
 	bits = bits&^layoutBits | layout
