@@ -859,12 +859,14 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 // movedSize is the size of the record at off once moved: it takes its CAS
 // along.
 func (s *shard) movedSize(off uint64) uint64 {
-	vl, at := s.layout(off)
-	n := at - off + vl
-	if !s.hasCAS(off) {
-		n += 8
-	}
-	return s.span(n)
+	vl, _ := s.layout(off)
+	return s.recordSpan(s.keyLen(off), vl, s.bits(off), true)
+}
+
+// recordSpan is the arena span of a record with the given key and value
+// lengths, layout bits and CAS field.
+func (s *shard) recordSpan(keyLen, valLen uint64, bits byte, withCAS bool) uint64 {
+	return s.span(s.headerLen(valLen, bits, withCAS) + keyLen + valLen)
 }
 
 // move rewrites the record at src at dst with its CAS in a field. The
@@ -1026,7 +1028,7 @@ func (s *shard) relocate(off, slot, h uint64, wide bool, now uint32) (uint64, bo
 	if wide {
 		bits |= layoutBits
 	}
-	ns := s.span(s.headerLen(vl, bits, true) + keyLen + vl)
+	ns := s.recordSpan(keyLen, vl, bits, true)
 	s.relocating = true
 	dst, ok := s.alloc(s.ringFor(ns, h, inMain), ns, now)
 	s.relocating = false
@@ -1109,7 +1111,7 @@ func (s *shard) layoutOf(flags, exp uint32, cas uint64, wide bool) (byte, bool) 
 // recordSize is the arena span of a new record.
 func (s *shard) recordSize(keyLen, valLen int, flags, exp uint32, cas uint64, wide bool) uint64 {
 	b, withCAS := s.layoutOf(flags, exp, cas, wide)
-	return s.span(s.headerLen(uint64(valLen), b, withCAS) + uint64(keyLen+valLen))
+	return s.recordSpan(uint64(keyLen), uint64(valLen), b, withCAS)
 }
 
 // write fills a record at off, as place sized it, and returns its value
@@ -1209,7 +1211,7 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 		keyLen := old.keyLen(src)
 		vl, valAt := old.layout(src)
 		bits := old.bits(src)
-		size := s.span(s.headerLen(vl, bits, true) + keyLen + vl)
+		size := s.recordSpan(keyLen, vl, bits, true)
 		if size > s.main.size {
 			continue
 		}
