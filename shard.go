@@ -15,7 +15,8 @@ import (
 // only what the item needs, so that a small item costs little more than its
 // key and value:
 //
-//	[0]      key length (0 marks a hole: padding or an abandoned allocation)
+//	[0]      key length (0 marks a hole: padding, an abandoned allocation or
+//	         a record no longer in the index)
 //	[1]      bits: frequency (2 bits), fetched, stale, win-token-given,
 //	         key-binary, has-flags, has-expiry
 //	[2:5]    last access, Unix seconds mod 2^23 (see access); the top bit:
@@ -606,12 +607,23 @@ func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint6
 	return slot, off, true, false
 }
 
-// unlink removes the item in slot from the index; its arena bytes become dead
-// and are reused when the ring's tail passes them.
+// unlink removes the item in slot from the index; its record becomes a hole
+// (kill), reused when the ring's tail passes it.
 func (s *shard) unlink(slot uint64) {
-	s.bytes -= s.size(s.offAt(slot))
+	off := s.offAt(slot)
+	s.bytes -= s.kill(off)
 	s.count--
 	s.deleteSlot(slot)
+}
+
+// kill turns the record at off, which the index no longer points at, into a
+// hole of its own size and returns that size. The ring's tail then steps
+// over it without hashing its key and probing the index to learn that it
+// is dead, a cache miss per overwritten or deleted item.
+func (s *shard) kill(off uint64) uint64 {
+	n := s.size(off)
+	s.hole(off, n)
+	return n
 }
 
 // deleteSlot empties slot i, shifting the entries after it one step back
@@ -636,7 +648,7 @@ func (s *shard) deleteSlot(i uint64) {
 // in slot if found.
 func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) {
 	if found {
-		s.bytes -= s.size(s.offAt(slot))
+		s.bytes -= s.kill(s.offAt(slot))
 		s.repoint(slot, off)
 	} else {
 		s.insert(key, h, off)
@@ -801,7 +813,8 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	h := xxhash.Sum64(s.key(off))
 	slot, ok := s.findOff(h, off)
 	if !ok {
-		r.pop(size) // dead: overwritten or deleted
+		// Dead records are holes (kill); one the index lost anyway goes too.
+		r.pop(size)
 		return true
 	}
 	bits := s.bits(off)
