@@ -312,7 +312,11 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 		pc.bin.swallow = bodylen
 		return binHeaderLen, appendBinError(out, &h, binUnknownCmd), actNone
 	case binOpSet, binOpAdd, binOpReplace, binOpAppend, binOpPrepend:
-		if int64(ItemOverhead)+keylen+vlen > int64(s.maxItemSize()) {
+		var flags uint32
+		if extlen >= 4 && len(b) >= binHeaderLen+4 {
+			flags = binary.BigEndian.Uint32(b[binHeaderLen:])
+		}
+		if vlen > int64(s.maxItemSize()) || s.tooLarge(int(keylen), int(vlen), flags) {
 			if len(b) < head {
 				return 0, out, actNone
 			}
@@ -334,7 +338,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 			pc.bin.swallow = bodylen
 			return binHeaderLen, appendBinError(out, &h, binInvalid), actNone
 		}
-		if int64(ItemOverhead)+keylen+vlen > int64(s.maxItemSize()) {
+		if vlen > int64(s.maxItemSize()) || s.tooLarge(int(keylen), int(vlen), 0) {
 			pc.bin.swallow = bodylen
 			return binHeaderLen, appendBinError(out, &h, binNoMemory), actNone
 		}

@@ -50,13 +50,28 @@ const (
 // MaxKeyLen is the longest key memcached accepts.
 const MaxKeyLen = 250
 
-// ItemOverhead is what MaxItemSize counts beyond an item's key and value:
-// an item's size for the limit is ItemOverhead + len(key) + len(value). It
-// is the largest record header; most items use far less (Stats.Bytes
-// counts what they do use): 6 bytes for a value under 128 bytes, plus 4
-// for client flags, 4 for an expiry and 8 for a CAS that must move with
-// the item, each only when the item has one.
-const ItemOverhead = maxHeader
+// ItemOverhead is what MaxItemSize counts beyond an item's key and value,
+// as memcached counts it, so that both accept the same largest item: its
+// 48-byte item header, an 8-byte CAS, the key's terminating NUL and the
+// value's CRLF. As in memcached, an item with non-zero client flags counts
+// 4 bytes more, and a cache without CAS values (NoCAS) 8 fewer. The arena
+// holds less than that: a record header is 6 bytes for a value under 128
+// bytes, plus 4 for client flags, 4 for an expiry and 8 for a CAS that
+// must move with the item, each only when the item has one (Stats.Bytes
+// counts what items use).
+const ItemOverhead = 59
+
+// itemSize is an item's size as MaxItemSize limits it (ItemOverhead).
+func (c *Cache) itemSize(keyLen, valLen int, flags uint32) int {
+	n := ItemOverhead + keyLen + valLen
+	if flags != 0 {
+		n += 4
+	}
+	if c.noCAS {
+		n -= 8
+	}
+	return n
+}
 
 // Defaults and limits of [Config].
 const (
@@ -536,7 +551,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 		valLen += len(s.value(off))
 		flags, exp = s.flags(off), s.expiry(off)
 	}
-	if ItemOverhead+len(key)+valLen > c.maxItemSize {
+	if c.itemSize(len(key), valLen, flags) > c.maxItemSize {
 		s.st.cmdSet--
 		s.st.storeTooLarge++
 		if found && mode == modeSet {

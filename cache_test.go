@@ -813,6 +813,33 @@ func TestCacheTooLarge(t *testing.T) {
 	}
 }
 
+// TestCacheItemSizeLikeMemcached pins the largest value memcached 1.6.18
+// stores under a 3-byte key with the default 1 MiB limit, measured against
+// it: client flags cost 4 bytes, and -C (no CAS) gives 8 back.
+func TestCacheItemSizeLikeMemcached(t *testing.T) {
+	tests := []struct {
+		flags   uint32
+		noCAS   bool
+		largest int
+	}{
+		{0, false, 1048514},
+		{7, false, 1048510},
+		{0, true, 1048522},
+		{7, true, 1048518},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("flags%d/nocas%v", tt.flags, tt.noCAS), func(t *testing.T) {
+			c := newTestCache(t, Config{MaxBytes: 16 << 20, NoCAS: tt.noCAS})
+			require.Equal(t, DefaultMaxItemSize, c.MaxItemSize())
+			value := make([]byte, tt.largest+1)
+			_, err := c.Set([]byte("abc"), value[:tt.largest], tt.flags, 0)
+			require.NoError(t, err)
+			_, err = c.Set([]byte("abc"), value, tt.flags, 0)
+			assert.ErrorIs(t, err, ErrTooLarge)
+		})
+	}
+}
+
 func TestCacheTooLargeAppend(t *testing.T) {
 	const maxItem = MinMaxItemSize
 	for _, prepend := range []bool{false, true} {

@@ -192,8 +192,14 @@ func (fz *cacheFuzzer) absExp(e int64) int64 {
 	return e
 }
 
-func tooLarge(key string, valueLen int) bool {
-	return ItemOverhead+len(key)+valueLen > fuzzMaxItemSize
+// tooLarge is memcached's item size rule (ItemOverhead): client flags count
+// 4 bytes.
+func tooLarge(key string, valueLen int, flags uint32) bool {
+	n := ItemOverhead + len(key) + valueLen
+	if flags != 0 {
+		n += 4
+	}
+	return n > fuzzMaxItemSize
 }
 
 // live returns the model's item for key if the cache must consider it live.
@@ -278,7 +284,7 @@ func (fz *cacheFuzzer) step(n int) {
 	case fuzzSet:
 		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.exptime()
 		cas, err := fz.c.Set(k, v, flags, exp)
-		require.Equal(t, tooLarge(key, len(v)), errors.Is(err, ErrTooLarge), "%s: set of %d bytes: %v", fz.op, len(v), err)
+		require.Equal(t, tooLarge(key, len(v), flags), errors.Is(err, ErrTooLarge), "%s: set of %d bytes: %v", fz.op, len(v), err)
 		switch {
 		case err == nil:
 			fz.stored(key, v, flags, exp, cas)
@@ -303,7 +309,7 @@ func (fz *cacheFuzzer) step(n int) {
 				fz.vanished(key)
 			}
 			require.False(t, opc == fuzzReplace && m == nil, "%s: replace of absent %q stored", fz.op, key)
-			require.False(t, tooLarge(key, len(v)), "%s: stored an oversized value", fz.op)
+			require.False(t, tooLarge(key, len(v), flags), "%s: stored an oversized value", fz.op)
 			fz.stored(key, v, flags, exp, cas)
 		case errors.Is(err, ErrNotStored):
 			if opc == fuzzAdd {
@@ -312,7 +318,7 @@ func (fz *cacheFuzzer) step(n int) {
 				fz.vanished(key)
 			}
 		case errors.Is(err, ErrTooLarge):
-			require.True(t, tooLarge(key, len(v)), "%s: %d bytes refused as too large", fz.op, len(v))
+			require.True(t, tooLarge(key, len(v), flags), "%s: %d bytes refused as too large", fz.op, len(v))
 			if opc == fuzzAdd && m != nil {
 				fz.vanished(key) // add reaches the size check only for an absent key
 			}
@@ -336,7 +342,7 @@ func (fz *cacheFuzzer) step(n int) {
 			require.ErrorIs(t, err, ErrNotStored, "%s: append/prepend to absent %q", fz.op, key)
 			return
 		}
-		big := tooLarge(key, len(m.value)+len(v))
+		big := tooLarge(key, len(m.value)+len(v), m.flags)
 		switch {
 		case err == nil:
 			require.False(t, big, "%s: stored an oversized value", fz.op)
@@ -374,14 +380,14 @@ func (fz *cacheFuzzer) step(n int) {
 		switch {
 		case err == nil:
 			require.True(t, right, "%s: cas with a wrong CAS stored", fz.op)
-			require.False(t, tooLarge(key, len(v)), "%s: stored an oversized value", fz.op)
+			require.False(t, tooLarge(key, len(v), flags), "%s: stored an oversized value", fz.op)
 			fz.stored(key, v, flags, exp, cas)
 		case errors.Is(err, ErrNotFound):
 			fz.vanished(key)
 		case errors.Is(err, ErrExists):
 			require.False(t, right, "%s: cas with the right CAS refused", fz.op)
 		case errors.Is(err, ErrTooLarge):
-			require.True(t, right && tooLarge(key, len(v)), "%s: %v", fz.op, err)
+			require.True(t, right && tooLarge(key, len(v), flags), "%s: %v", fz.op, err)
 		case errors.Is(err, ErrNoMemory):
 			require.True(t, right && fz.noEvict, "%s: %v", fz.op, err)
 		default:

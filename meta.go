@@ -401,7 +401,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 			e = rMetaSetMode
 		}
 	}
-	if e == "" && ItemOverhead+len(f.key)+int(vlen) > s.maxItemSize() {
+	if e == "" && s.tooLarge(len(f.key), int(vlen), f.clientFlags) {
 		s.cache.metaRefuse(f.key, true)
 		e = rTooLarge
 	}

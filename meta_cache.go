@@ -244,7 +244,7 @@ func (c *Cache) metaStore(key, value []byte, a *metaStoreArgs) (metaStatus, uint
 			exp = expiry(a.vivExptime, now)
 		}
 	}
-	if ItemOverhead+len(key)+valLen > c.maxItemSize {
+	if c.itemSize(len(key), valLen, flags) > c.maxItemSize {
 		// Only a concatenation gets here: the protocol refuses other
 		// values that are too large before reading them. memcached's
 		// allocation of the joined item fails and the store is refused.

@@ -667,7 +667,7 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 	pc.cmd, pc.noreply, pc.flags, pc.exptime, pc.cas, pc.vlen =
 		cmd, noreply, uint32(flags), exptimeArg(exp), cas, int(vlen)
 
-	if ItemOverhead+len(key)+int(vlen) > s.maxItemSize() {
+	if s.tooLarge(len(key), int(vlen), uint32(flags)) {
 		// memcached refuses before reading the block, then swallows it.
 		s.refuseTooLarge(cmd, key)
 		pc.state = stSwallow
@@ -686,6 +686,11 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 
 // maxItemSize is the largest item the server accepts, header and key
 // included, as the cache counts it.
+// tooLarge reports whether an item is over the server's item size limit.
+func (s *Server) tooLarge(keyLen, valLen int, flags uint32) bool {
+	return s.cache.itemSize(keyLen, valLen, flags) > s.maxItemSize()
+}
+
 func (s *Server) maxItemSize() int {
 	m := s.cache.MaxItemSize()
 	if s.cfg.MaxItemSize > 0 && s.cfg.MaxItemSize < m {
