@@ -69,7 +69,6 @@ const (
 	rCachedumpOff      = "CLIENT_ERROR stats cachedump not allowed\r\n"
 	rWatchOff          = "CLIENT_ERROR watch commands not allowed\r\n"
 	rCrawlerOff        = "CLIENT_ERROR lru crawler disabled\r\n"
-	rReassignOff       = "CLIENT_ERROR slab reassignment disabled\r\n"
 	rVersionPrefix     = "VERSION "
 	rValuePrefix       = "VALUE "
 	rCRLF              = "\r\n"
@@ -95,6 +94,7 @@ const (
 	stGetKeys                    // more keys of a retrieval command
 	stGetDrop                    // the rest of a retrieval line after a NUL byte: ignored, then END
 	stSkipLine                   // the rest of a line already answered with an error
+	stDump                       // an lru_crawler metadump streaming out (dump.go)
 )
 
 // storeCmd is the storage command waiting for its data block.
@@ -150,7 +150,14 @@ type protoConn struct {
 	// getStart is where this retrieval's replies start in out, or -1 once
 	// part of them was handed to the reactor and can no longer be retracted.
 	getStart int
+
+	// dump is where the metadump of stDump stands.
+	dump dumpCursor
 }
+
+// producing reports that the connection has replies to make without new
+// input (a metadump streaming out).
+func (pc *protoConn) producing() bool { return pc.state == stDump }
 
 // keyPool lends key buffers to connections whose value is still arriving.
 var keyPool = sync.Pool{New: func() any { return new([MaxKeyLen]byte) }}
@@ -218,6 +225,16 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 			keyPool.Put(pc.key)
 			pc.key = nil
 			n += need
+			reqs++
+			pc.state = stCommand
+			continue
+		case stDump:
+			var done bool
+			if out, done = s.metadumpStep(pc, out); !done {
+				// Like a spent -R budget: the reactor flushes and calls
+				// again, after the client has read if out is past the bound.
+				return n, out, maxReqs, actNone
+			}
 			reqs++
 			pc.state = stCommand
 			continue
@@ -418,15 +435,11 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 	case "watch":
 		return lineLen, reply(out, noreply, rWatchOff), actNone
 	case "lru_crawler":
-		if nt == 4 && (string(t[1]) == "crawl" || string(t[1]) == "metadump" || string(t[1]) == "mgdump") {
-			return lineLen, append(out, rCrawlerOff...), actNone
-		}
-		return lineLen, append(out, rError...), actNone
+		return lineLen, s.lruCrawlerCmd(pc, &t, nt, out), actNone
 	case "slabs":
-		if nt == 5 && string(t[1]) == "reassign" {
-			return lineLen, append(out, rReassignOff...), actNone
-		}
-		return lineLen, append(out, rError...), actNone
+		return lineLen, s.slabsCmd(&t, nt, out), actNone
+	case "lru":
+		return lineLen, s.lruCmd(&t, nt, out), actNone
 	}
 
 	if cmd[0] == 'm' && len(cmd) == 2 {

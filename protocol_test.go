@@ -217,7 +217,29 @@ func TestTextProtocolCommands(t *testing.T) {
 		{name: "stats detail", req: "stats detail\r\nstats detail on\r\nstats detail dump\r\nstats detail x\r\n",
 			want: "CLIENT_ERROR usage: stats detail on|off|dump\r\nOK\r\nEND\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\n"},
 		{name: "stats sizes", req: "stats sizes\r\n", want: "STAT sizes_status disabled\r\nEND\r\n"},
-		{name: "stats cachedump", req: "stats cachedump 1 1\r\n", want: "CLIENT_ERROR stats cachedump not allowed\r\n"},
+		{name: "stats sizes_disable", req: "stats sizes_disable\r\n", want: "STAT sizes_status disabled\r\n"},
+		{name: "stats cachedump", setup: "set a 5 0 1\r\nx\r\nset b 0 1000 3\r\nyyy\r\n",
+			req:    "stats cachedump 1 0\r\nstats cachedump 1 1\r\nstats cachedump 2 0\r\n",
+			wantRe: `^(ITEM a \[1 b; 0 s\]\r\nITEM b \[3 b; \d{10} s\]\r\n|ITEM b \[3 b; \d{10} s\]\r\nITEM a \[1 b; 0 s\]\r\n)END\r\nITEM [ab] \[[13] b; \d+ s\]\r\nEND\r\nEND\r\n$`},
+		{name: "stats cachedump bad", req: "stats cachedump 1\r\nstats cachedump x 1\r\nstats cachedump 64 1\r\n",
+			want: "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\nCLIENT_ERROR Illegal slab id\r\n"},
+		{name: "lru_crawler", req: "lru_crawler tocrawl 100\r\nlru_crawler sleep 100\r\nlru_crawler sleep 2000000\r\nlru_crawler tocrawl x\r\n" +
+			"lru_crawler crawl 0\r\nlru_crawler crawl 1,x\r\nlru_crawler mgdump all\r\nlru_crawler nope\r\n",
+			want: "OK\r\nOK\r\nCLIENT_ERROR sleep must be one second or less\r\nCLIENT_ERROR bad command line format\r\n" +
+				"BADCLASS invalid class id\r\nBADCLASS invalid class id\r\nERROR\r\nERROR\r\n"},
+		{name: "lru_crawler disabled", req: "lru_crawler disable\r\nlru_crawler crawl all\r\nlru_crawler metadump all\r\nlru_crawler enable\r\n",
+			want: "OK\r\nCLIENT_ERROR lru crawler disabled\r\nCLIENT_ERROR lru crawler disabled\r\nOK\r\n"},
+		{name: "metadump bad class", req: "lru_crawler metadump 64\r\n", want: "BADCLASS invalid class id\r\n"},
+		{name: "metadump other class", setup: "set a 0 0 1\r\nx\r\n", req: "lru_crawler metadump 2\r\n", want: "END\r\n"},
+		{name: "metadump pipelined", req: "mn\r\nlru_crawler metadump all\r\n", want: "MN\r\nERROR cannot pipeline other commands before metadump\r\n"},
+		{name: "slabs", req: "slabs reassign 1 1\r\nslabs reassign 1 5\r\nslabs reassign 1 0\r\nslabs reassign x 0\r\nslabs automove 0\r\n" +
+			"slabs automove 3\r\nslabs automove x\r\nslabs automove ratio 0.5\r\nslabs automove ratio\r\nslabs automove 2 noreply\r\nslabs nope\r\n",
+			want: "SAME src and dst class are identical\r\nBADCLASS invalid src or dst class id\r\nNOSPARE source class has no spare pages\r\n" +
+				"CLIENT_ERROR bad command line format\r\nOK\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nOK\r\nERROR\r\nERROR\r\n"},
+		{name: "lru", req: "lru mode flat\r\nlru mode x\r\nlru temp_ttl 10\r\nlru temp_ttl x\r\nlru tune 20 20 0.1 2\r\nlru tune 50 50 0.1 2\r\n" +
+			"lru tune 20 20 0 2\r\nlru tune x 20 0.1 2\r\nlru mode flat noreply\r\nlru\r\n",
+			want: "OK\r\nERROR\r\nOK\r\nERROR\r\nOK\r\nERROR hot and warm pcts must not exceed 80\r\n" +
+				"ERROR hot/warm age factors must be greater than 0\r\nERROR\r\nERROR\r\n"},
 		{name: "stats items empty", req: "stats items\r\n", want: "END\r\n"},
 	}
 	for _, tt := range tests {

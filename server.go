@@ -66,6 +66,8 @@ type ServerConfig struct {
 	AllowShutdown bool
 	// DisableFlush disables flush_all (-F).
 	DisableFlush bool
+	// DisableDump disables stats cachedump and lru_crawler metadump (-X).
+	DisableDump bool
 	// Verbosity is the -v count; at 2 and above connection opens and
 	// closes are logged.
 	Verbosity int
@@ -230,6 +232,8 @@ type Server struct {
 	started   time.Time
 	verbosity atomic.Int32  // -v, changed at run time by the verbosity command
 	metaCmds  atomic.Uint64 // cmd_meta: memcached 1.6.18 counts me commands
+	crawler   crawlerState  // lru_crawler (admin.go)
+	automove  atomic.Int32  // slab_automove as last set; nothing to move
 	log       *slog.Logger
 
 	listeners []*listener
@@ -295,6 +299,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.automove.Store(1) // memcached's default
 	s.verbosity.Store(int32(cfg.Verbosity))
 	if err := s.listen(); err != nil {
 		s.closeListeners()
@@ -1067,7 +1072,7 @@ func (w *worker) serve(c *conn) {
 		}
 		var data []byte
 		shared := false
-		if len(c.in) > 0 && !c.needMore {
+		if len(c.in) > 0 && !c.needMore || c.proto.producing() {
 			data = c.in
 		} else {
 			if drained {

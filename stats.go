@@ -52,11 +52,13 @@ func (s *Server) statsCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		out = appendStatStr(out, "sizes_error", "not_supported")
 		return append(out, rEnd...)
 	case "sizes_disable":
-		out = appendStatStr(out, "sizes_status", "disabled")
-		return append(out, rEnd...)
+		// memcached ends this one reply without END.
+		return appendStatStr(out, "sizes_status", "disabled")
 	case "cachedump":
-		// Items are not kept in slab classes to walk.
-		return append(out, rCachedumpOff...)
+		if s.cfg.DisableDump {
+			return append(out, rCachedumpOff...)
+		}
+		return s.cachedump(t, nt, out)
 	}
 	return append(out, rError...)
 }
@@ -230,12 +232,12 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "auth_enabled_ascii", yesNo(cfg.ASCIIAuth))
 	out = appendStat(out, "item_size_max", uint64(s.maxItemSize()))
 	out = appendStatStr(out, "maxconns_fast", "yes")
-	out = appendStatStr(out, "slab_reassign", "no")
-	out = appendStat(out, "slab_automove", 0)
-	out = appendStatStr(out, "lru_crawler", "no")
+	out = appendStatStr(out, "slab_reassign", "yes")
+	out = appendStat(out, "slab_automove", uint64(s.automove.Load()))
+	out = appendStatStr(out, "lru_crawler", yesNo(!s.crawler.disabled.Load()))
 	out = appendStatStr(out, "flush_enabled", yesNo(!cfg.DisableFlush))
-	out = appendStatStr(out, "dump_enabled", "no")
-	out = appendStatStr(out, "lru_maintainer_thread", "no")
+	out = appendStatStr(out, "dump_enabled", yesNo(!cfg.DisableDump))
+	out = appendStatStr(out, "lru_maintainer_thread", "yes")
 	out = appendStat(out, "idle_timeout", uint64(cfg.IdleTimeout/time.Second))
 	out = appendStatStr(out, "track_sizes", "no")
 	out = appendStatStr(out, "shutdown_command", yesNo(cfg.AllowShutdown))

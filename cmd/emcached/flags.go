@@ -74,6 +74,7 @@ type options struct {
 	backlog      int
 	noCAS        bool // -C
 	noFlush      bool // -F
+	noDump       bool // -X
 	shutdownCmd  bool // -A
 	verbosity    int
 	user         string
@@ -254,7 +255,10 @@ var optSpecs = []optSpec{
 		o.threads = n
 		return nil
 	}},
-	{'X', "disable-dumping", noArg, ignoreFlag("-X")},
+	{'X', "disable-dumping", noArg, func(o *options, _ string, _ bool) error {
+		o.noDump = true
+		return nil
+	}},
 	{'W', "disable-watch", noArg, ignoreFlag("-W")},
 	{'R', "max-reqs-per-event", requiredArg, func(o *options, v string, _ bool) error {
 		n, err := strconv.Atoi(v)

@@ -55,7 +55,7 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -S, --enable-sasl         turn on Sasl authentication (PLAIN; users from the
                           user:password file $MEMCACHED_SASL_PWDB names)
 -F, --disable-flush-all   disable flush_all command
--X, --disable-dumping     disable stats cachedump and lru_crawler metadump (ignored)
+-X, --disable-dumping     disable stats cachedump and lru_crawler metadump
 -W, --disable-watch       disable watch commands (ignored)
 -Y, --auth-file=<file>    enable ASCII protocol authentication. format:
                           user:pass lines

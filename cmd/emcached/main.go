@@ -142,6 +142,7 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			MaxItemSize:    o.maxItemSize,
 			AllowShutdown:  o.shutdownCmd,
 			DisableFlush:   o.noFlush,
+			DisableDump:    o.noDump,
 			Verbosity:      o.verbosity,
 			Logger:         log,
 			Protocol:       o.protocol,

@@ -1,0 +1,124 @@
+package emcache
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var metadumpLineRe = regexp.MustCompile(`^key=(\S+) exp=(-1|\d+) la=(\d+) cas=(\d+) fetch=(yes|no) cls=1 size=(\d+)\n$`)
+
+// readMetadump reads a metadump's lines up to its END.
+func readMetadump(t *testing.T, r *bufio.Reader) []string {
+	t.Helper()
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err, "after %d lines", len(lines))
+		if line == "END\r\n" {
+			return lines
+		}
+		lines = append(lines, line)
+	}
+}
+
+func TestMetadumpShowsEveryLiveItem(t *testing.T) {
+	clk := newFakeClock()
+	_, addr := startProtoServer(t, ServerConfig{}, Config{Now: clk.Now})
+	conn := protoDial(t, addr)
+	protoRoundTrip(t, conn, "set plain 0 0 1\r\nx\r\nset ttl 0 100 2\r\nyy\r\nset gone 0 1 1\r\nz\r\nget plain\r\n"+
+		"ms AAEC/w== 1 b\r\nq\r\n") // a binary key: 00 01 02 ff
+	clk.Advance(2 * time.Second) // gone expires
+	clock := clk.Now()
+
+	_, err := io.WriteString(conn, "lru_crawler metadump all\r\n")
+	require.NoError(t, err)
+	lines := readMetadump(t, bufio.NewReader(conn))
+	require.Len(t, lines, 3)
+	got := map[string][]string{}
+	for _, l := range lines {
+		m := metadumpLineRe.FindStringSubmatch(l)
+		require.NotNil(t, m, "line %q", l)
+		got[m[1]] = m[2:]
+	}
+	now := strconv.FormatInt(clock.Unix(), 10)
+	set := strconv.FormatInt(clock.Unix()-2, 10)
+	require.Contains(t, got, "plain")
+	assert.Equal(t, []string{"-1", set, "yes"}, []string{got["plain"][0], got["plain"][1], got["plain"][3]})
+	require.Contains(t, got, "ttl")
+	assert.Equal(t, strconv.FormatInt(clock.Unix()-2+100, 10), got["ttl"][0])
+	assert.Equal(t, "no", got["ttl"][3])
+	assert.Contains(t, got, "%00%01%02%FF", "binary keys are percent-encoded: %v", got)
+	assert.NotEqual(t, now, got["plain"][1], "la is the last access, not the time of the dump")
+
+	// The connection goes on serving after the dump.
+	assert.Equal(t, "VALUE plain 0 1\r\nx\r\nEND\r\n", protoRoundTrip(t, conn, "get plain\r\n"))
+}
+
+func TestMetadumpStreamsPastTheOutputBound(t *testing.T) {
+	const items = 3000
+	s, addr := startProtoServer(t, ServerConfig{MaxOutput: 4096}, Config{MaxBytes: 8 << 20})
+	for i := range items {
+		_, err := s.cache.Set(fmt.Appendf(nil, "key:%05d", i), []byte("v"), 0, 0)
+		require.NoError(t, err)
+	}
+	conn := protoDial(t, addr)
+	// A request pipelined behind the dump waits for it, then is answered.
+	_, err := io.WriteString(conn, "lru_crawler metadump hash\r\nget key:00007\r\n")
+	require.NoError(t, err)
+	r := bufio.NewReader(conn)
+	lines := readMetadump(t, r)
+	require.Len(t, lines, items)
+	seen := make(map[string]bool, items)
+	for _, l := range lines {
+		m := metadumpLineRe.FindStringSubmatch(l)
+		require.NotNil(t, m, "line %q", l)
+		seen[m[1]] = true
+	}
+	assert.Len(t, seen, items, "every item exactly once")
+	reply, err := r.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "VALUE key:00007 0 1\r\n", reply)
+}
+
+func TestDumpsDisabled(t *testing.T) {
+	_, addr := startProtoServer(t, ServerConfig{DisableDump: true}, Config{})
+	conn := protoDial(t, addr)
+	assert.Equal(t, "ERROR metadump not allowed\r\nCLIENT_ERROR stats cachedump not allowed\r\n",
+		protoRoundTrip(t, conn, "lru_crawler metadump all\r\nstats cachedump 1 0\r\n"))
+	assert.Contains(t, protoRoundTrip(t, conn, "stats settings\r\n"), "STAT dump_enabled no\r\n")
+}
+
+func TestLRUCrawlerCrawlReclaimsExpired(t *testing.T) {
+	clk := newFakeClock()
+	s, addr := startProtoServer(t, ServerConfig{}, Config{Now: clk.Now})
+	conn := protoDial(t, addr)
+	protoRoundTrip(t, conn, "set a 0 1 1\r\nx\r\nset b 0 0 1\r\ny\r\n")
+	clk.Advance(2 * time.Second)
+	require.Equal(t, "OK\r\n", protoRoundTrip(t, conn, "lru_crawler crawl all\r\n"))
+	require.Eventually(t, func() bool { return !s.crawler.running.Load() }, 10*time.Second, time.Millisecond)
+	st := s.cache.Stats()
+	assert.Equal(t, uint64(1), st.CurrItems)
+	assert.Equal(t, uint64(1), st.CrawlerReclaimed)
+	assert.Equal(t, uint64(1), s.crawler.starts.Load())
+}
+
+func TestSettingsFollowTuningCommands(t *testing.T) {
+	_, addr := startProtoServer(t, ServerConfig{}, Config{})
+	conn := protoDial(t, addr)
+	settings := protoRoundTrip(t, conn, "stats settings\r\n")
+	for _, want := range []string{"lru_crawler yes", "slab_automove 1", "slab_reassign yes", "dump_enabled yes", "lru_maintainer_thread yes"} {
+		assert.Contains(t, settings, "STAT "+want+"\r\n")
+	}
+	protoRoundTrip(t, conn, "lru_crawler disable\r\nslabs automove 0\r\n")
+	settings = protoRoundTrip(t, conn, "stats settings\r\n")
+	assert.Contains(t, settings, "STAT lru_crawler no\r\n")
+	assert.Contains(t, settings, "STAT slab_automove 0\r\n")
+}
