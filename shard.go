@@ -597,10 +597,9 @@ func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint6
 	}
 	off = s.offAt(slot)
 	if expired(s.expiry(off), now) {
-		s.st.reclaimed++
-		if s.bits(off)&bitFetched == 0 {
-			s.st.expiredUnfetched++
-		}
+		// memcached counts this as get_expired (the caller's to count),
+		// not as reclaimed, which counts memory found expired by the
+		// allocator or the crawler.
 		s.unlink(slot)
 		return 0, 0, false, true
 	}
