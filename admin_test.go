@@ -122,3 +122,24 @@ func TestSettingsFollowTuningCommands(t *testing.T) {
 	assert.Contains(t, settings, "STAT lru_crawler no\r\n")
 	assert.Contains(t, settings, "STAT slab_automove 0\r\n")
 }
+
+// memcached counts some commands that store or flush nothing: a flush_all
+// it refuses, and a store whose data block is malformed.
+func TestStatsCountRefusedCommandsAsMemcached(t *testing.T) {
+	for _, tt := range []struct {
+		name, req, stat string
+		cfg             ServerConfig
+	}{
+		{"flush_all bad exptime", "flush_all abc\r\n", "cmd_flush", ServerConfig{}},
+		{"flush_all disabled", "flush_all\r\n", "cmd_flush", ServerConfig{DisableFlush: true}},
+		{"set bad data chunk", "set a 0 0 1\r\nxy\r\n", "cmd_set", ServerConfig{}},
+		{"ms bad data chunk", "ms a 1\r\nxy\r\n", "cmd_set", ServerConfig{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, addr := startProtoServer(t, tt.cfg, Config{})
+			conn := protoDial(t, addr)
+			protoRoundTrip(t, conn, tt.req)
+			assert.Equal(t, "1", readProtoStats(t, conn, "stats")[tt.stat])
+		})
+	}
+}

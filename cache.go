@@ -593,6 +593,17 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	return c.casOut(s.cas(dst)), nil
 }
 
+// countBadBlock counts a store whose data block did not end in CRLF: it
+// stores nothing, yet memcached counts it in cmd_set.
+func (c *Cache) countBadBlock(key []byte) {
+	s, _, _, err := c.acquire(key)
+	if err != nil {
+		return
+	}
+	s.st.cmdSet++
+	s.mu.Unlock()
+}
+
 // refuseTooLarge records a store refused for size before its value was
 // read (the protocol swallows such a value without buffering it): the
 // counter, and for set the removal of the old item, as memcached does.
@@ -772,6 +783,12 @@ func parseUint(b []byte) (uint64, bool) {
 // it drops all items at once and frees their memory.
 func (c *Cache) FlushAll(delay time.Duration) {
 	c.cmdFlush.Add(1)
+	c.flushAll(delay)
+}
+
+// flushAll is FlushAll without counting the command: the text protocol
+// counts every flush_all it parses, refused ones too, as memcached does.
+func (c *Cache) flushAll(delay time.Duration) {
 	if delay <= 0 {
 		c.flushAt.Store(0)
 		c.flushNow()

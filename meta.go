@@ -461,6 +461,7 @@ var metaPool = sync.Pool{New: func() any { return new(metaSetState) }}
 // CRLF).
 func (s *Server) metaSetBlock(pc *protoConn, m *metaSetState, key, block, out []byte) []byte {
 	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
+		s.cache.countBadBlock(key)
 		return append(out, rBadDataChunk...)
 	}
 	value := block[:len(block)-2]

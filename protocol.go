@@ -728,6 +728,7 @@ func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
 		return out
 	}
 	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
+		s.cache.countBadBlock(key)
 		return reply(out, pc.noreply, rBadDataChunk)
 	}
 	value := block[:len(block)-2]
@@ -869,6 +870,7 @@ func (s *Server) flushAll(t *[maxTokens][]byte, nt int, noreply bool, out []byte
 	if nt < 2 || nt > 4 {
 		return append(out, rError...)
 	}
+	s.cache.cmdFlush.Add(1)
 	if s.cfg.DisableFlush {
 		return reply(out, noreply, rFlushDisabled)
 	}
@@ -888,7 +890,7 @@ func (s *Server) flushAll(t *[maxTokens][]byte, nt int, noreply bool, out []byte
 	default:
 		delay = time.Duration(exp) * time.Second
 	}
-	s.cache.FlushAll(delay)
+	s.cache.flushAll(delay)
 	return reply(out, noreply, rOK)
 }
 
