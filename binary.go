@@ -594,8 +594,17 @@ func (s *Server) binStat(out []byte, h *binHeader, group []byte) []byte {
 	}
 	var t [maxTokens][]byte
 	nt := tokenize(line, &t)
+	sub := ""
+	if nt > 2 {
+		sub = string(t[1])
+	}
+	if sub == "conns" {
+		// memcached serves stats conns in the text protocol only.
+		return appendBinError(out, h, binNotFound)
+	}
 	text := s.statsCmd(&t, nt, nil)
-	ok := false
+	// sizes_disable is memcached's one stats reply without END.
+	ok := sub == "sizes_disable"
 	for len(text) > 0 {
 		nl := bytes.Index(text, []byte(rCRLF))
 		if nl < 0 {
