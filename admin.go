@@ -71,6 +71,18 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 	return true
 }
 
+// indexSize returns the index slots of all shards and the bytes of their
+// indexes (ghost tables included): memcached's hash table figures.
+func (c *Cache) indexSize() (slots, bytes uint64) {
+	for _, s := range c.shards {
+		s.mu.Lock()
+		slots += s.nslots
+		bytes += uint64(len(s.slots)*4 + len(s.ghost)*2)
+		s.mu.Unlock()
+	}
+	return slots, bytes
+}
+
 // reclaimAll runs the reclaimer over every shard's whole index at once, a
 // bounded number of slots per lock hold.
 func (c *Cache) reclaimAll() {

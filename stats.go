@@ -1,6 +1,7 @@
 package emcache
 
 import (
+	"math/bits"
 	"net"
 	"os"
 	"runtime"
@@ -172,6 +173,13 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "time_in_listen_disabled_us", 0)
 	out = appendStat(out, "threads", uint64(ss.Threads))
 	out = appendStat(out, "conn_yields", ss.ConnYields)
+	slots, indexBytes := s.cache.indexSize()
+	out = appendStat(out, "hash_power_level", uint64(bits.Len64(slots-1)))
+	out = appendStat(out, "hash_bytes", indexBytes)
+	// An index grows inside its shard's lock: never seen expanding.
+	out = appendStat(out, "hash_is_expanding", 0)
+	out = appendStat(out, "lru_crawler_running", boolStat(s.crawler.running.Load()))
+	out = appendStat(out, "lru_crawler_starts", s.crawler.starts.Load())
 	out = appendStat(out, "bytes", cs.Bytes)
 	out = appendStat(out, "curr_items", cs.CurrItems)
 	out = appendStat(out, "total_items", cs.TotalItems)
