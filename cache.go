@@ -154,7 +154,6 @@ type Stats struct {
 	GetHits          uint64 // get_hits
 	GetMisses        uint64 // get_misses
 	GetExpired       uint64 // get_expired
-	GetFlushed       uint64 // get_flushed
 	CmdGet           uint64 // cmd_get
 	CmdSet           uint64 // cmd_set
 	CmdTouch         uint64 // cmd_touch
