@@ -198,11 +198,7 @@ func (w *worker) serveNet(c *conn) {
 				}
 				w.st.yields.Add(1)
 			}
-			state := uint64(stateWaiting)
-			if len(in) > 0 {
-				state = stateRead
-			}
-			c.setMeta(c.lastActive, state)
+			c.setMeta(c.lastActive, c.proto.connState(len(in) > 0))
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.cfg.IdleTimeout > 0 && s.mode.Load() == modeRun {

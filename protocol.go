@@ -155,6 +155,21 @@ type protoConn struct {
 	dump dumpCursor
 }
 
+// connState is the stats conns state of a connection between reads that
+// holds buffered input (inBuffered) or none: memcached's conn_nread while a
+// data block is arriving, conn_swallow while a refused one is discarded.
+func (pc *protoConn) connState(inBuffered bool) uint64 {
+	switch {
+	case pc.state == stData:
+		return stateNread
+	case pc.state == stSwallow || pc.binary && pc.bin.swallow > 0:
+		return stateSwallow
+	case inBuffered:
+		return stateRead
+	}
+	return stateWaiting
+}
+
 // producing reports that the connection has replies to make without new
 // input (a metadump streaming out).
 func (pc *protoConn) producing() bool { return pc.state == stDump }

@@ -564,6 +564,8 @@ const (
 	stateRead
 	stateMwrite
 	stateClosing
+	stateNread
+	stateSwallow
 	stateBits = 4
 	stateMask = 1<<stateBits - 1
 )
@@ -574,6 +576,8 @@ var stateNames = [stateMask + 1]string{
 	stateRead:     "conn_read",
 	stateMwrite:   "conn_mwrite",
 	stateClosing:  "conn_closing",
+	stateNread:    "conn_nread",
+	stateSwallow:  "conn_swallow",
 }
 
 // interest is what a connection waits for in its poller.
@@ -1163,14 +1167,12 @@ func (w *worker) serve(c *conn) {
 	if !w.setInterest(c, want) {
 		return
 	}
-	state := uint64(stateWaiting)
+	state := c.proto.connState(c.in != nil)
 	switch {
 	case c.closing:
 		state = stateClosing
 	case c.out != nil:
 		state = stateMwrite
-	case c.in != nil:
-		state = stateRead
 	}
 	c.setMeta(c.lastActive, state)
 }

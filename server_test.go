@@ -624,6 +624,19 @@ func TestServerConnInfos(t *testing.T) {
 	assert.Equal(t, 2, listeners)
 }
 
+// A connection whose data block is still arriving is in conn_nread, as
+// memcached's stats conns shows it.
+func TestServerConnInfosDataBlock(t *testing.T) {
+	_, s := startServer(t, ServerConfig{})
+	cl := dial(t, s)
+	_, err := io.WriteString(cl.nc, "set foo 0 0 6\r\nfoo")
+	require.NoError(t, err)
+	eventually(t, "the connection to read its data block", func() bool {
+		return slices.ContainsFunc(s.connInfos(), func(ci connInfo) bool { return ci.state == "conn_nread" })
+	})
+	cl.roundTrip("bar\r\n", "STORED\r\n")
+}
+
 func TestServerConfigErrors(t *testing.T) {
 	c, err := New(Config{MaxItemSize: 1 << 20})
 	require.NoError(t, err)
