@@ -66,6 +66,25 @@ func ExampleCache_Serve() {
 	// END
 }
 
+// A server listening on several addresses, each on a port the kernel picks,
+// tells them all.
+func ExampleServer_Addrs() {
+	c, err := emcache.New(emcache.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := c.Serve(emcache.ServerConfig{Addrs: []string{"127.0.0.1:0", "127.0.0.1:0"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	addrs := srv.Addrs()
+	fmt.Println(len(addrs), addrs[0].String() == srv.Addr().String(), addrs[0].String() != addrs[1].String())
+	// Output:
+	// 2 true true
+}
+
 // Shutdown stops a server gracefully, as emcached does on SIGTERM: it
 // accepts no more connections, sends the replies already due, then closes
 // every connection.

@@ -371,6 +371,16 @@ func tcpName(ap netip.AddrPort) string {
 // Unix socket when there are none.
 func (s *Server) Addr() net.Addr { return s.listeners[0].ln.Addr() }
 
+// Addrs returns every listener's address, in the order of Addrs, then the
+// Unix socket's.
+func (s *Server) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		addrs[i] = l.ln.Addr()
+	}
+	return addrs
+}
+
 // Close stops accepting, closes every connection without waiting for
 // pending replies, and returns once all the server's goroutines and file
 // descriptors are gone. It is safe to call more than once.

@@ -155,6 +155,11 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 		}
 		defer srv.Close()
 		done = srv.Done()
+		if path := os.Getenv(portFileEnv); path != "" && o.unixSocket == "" {
+			if err := writePortFile(path, srv.Addrs()); err != nil {
+				return report(out, failf(exitOSErr, "failed to write the port file %s: %v", path, err))
+			}
+		}
 	} else {
 		// memcached also runs with nothing to listen on.
 		log.Warn("TCP is disabled (-p 0) and no UNIX socket is set (-s): serving nothing")
