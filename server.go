@@ -46,6 +46,13 @@ type ServerConfig struct {
 	// Past it a new connection gets "ERROR Too many open connections" and
 	// is closed, as with memcached's default maxconns_fast.
 	MaxConns int
+	// ReservedFDs makes MaxConns count as memcached's -c does, which bounds
+	// file descriptors: the listeners and these reserved descriptors
+	// (memcached sets aside 5 per worker thread, and emcached passes that)
+	// count against it too, and one more, so that clients get MaxConns -
+	// listeners - ReservedFDs - 1 connections. Shown as reserved_fds; 0,
+	// the default, counts clients only.
+	ReservedFDs int
 	// ReqsPerEvent caps the requests served per connection per wake-up
 	// (-R), so one pipelining client cannot starve the others on its
 	// worker; default 20.
@@ -155,6 +162,7 @@ func (cfg *ServerConfig) fill(c *Cache) error {
 	}{
 		{"Workers", &cfg.Workers, defaultWorkers},
 		{"MaxConns", &cfg.MaxConns, defaultMaxConns},
+		{"ReservedFDs", &cfg.ReservedFDs, 0},
 		{"ReqsPerEvent", &cfg.ReqsPerEvent, defaultReqsPerEvent},
 		{"Backlog", &cfg.Backlog, defaultBacklog},
 		{"MaxOutput", &cfg.MaxOutput, defaultMaxOutput},
@@ -304,6 +312,11 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return nil, err
+	}
+	if s.clientLimit() < 1 {
+		s.closeListeners()
+		return nil, fmt.Errorf("%w: %d leaves no room for clients beside %d listeners and %d reserved descriptors",
+			ErrMaxConnsTooLow, cfg.MaxConns, len(s.listeners), cfg.ReservedFDs)
 	}
 	addProcs(cfg.Workers)
 	s.workers = make([]*worker, cfg.Workers)
@@ -834,9 +847,21 @@ func (s *Server) setListening(on bool) bool {
 	return true
 }
 
+// ErrMaxConnsTooLow is Serve's error when ServerConfig.MaxConns leaves no
+// connection for clients once ReservedFDs and the listeners are counted.
+var ErrMaxConnsTooLow = errors.New("emcache: MaxConns too low")
+
+// clientLimit is how many client connections MaxConns leaves room for.
+func (s *Server) clientLimit() int {
+	if s.cfg.ReservedFDs == 0 {
+		return s.cfg.MaxConns
+	}
+	return s.cfg.MaxConns - len(s.listeners) - s.cfg.ReservedFDs - 1
+}
+
 // dispatch hands an accepted fd to the next worker (dispatch_conn_new).
 func (s *Server) dispatch(l *listener, fd int, peer netip.AddrPort) {
-	if s.open.Add(1) > int64(s.cfg.MaxConns) {
+	if s.open.Add(1) > int64(s.clientLimit()) {
 		s.open.Add(-1)
 		s.rejected.Add(1) // counted before the client can see the close
 		writeFd(fd, []byte(tooManyConns))

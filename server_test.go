@@ -302,6 +302,23 @@ func TestServerMaxConns(t *testing.T) {
 	d.roundTrip("version\r\n", "VERSION "+Version+"\r\n")
 }
 
+// With ReservedFDs, MaxConns counts as memcached's -c: the listener, the
+// reserved descriptors and one more leave 10 - 1 - 5 - 1 = 3 clients.
+func TestServerMaxConnsCountsReservedFDs(t *testing.T) {
+	_, s := startServer(t, ServerConfig{MaxConns: 10, ReservedFDs: 5})
+	for range 3 {
+		dial(t, s).roundTrip("version\r\n", "VERSION "+Version+"\r\n")
+	}
+	assert.Equal(t, tooManyConns, dial(t, s).expectEOF())
+	assert.EqualValues(t, 1, s.Stats().RejectedConnections)
+
+	c, err := New(Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_, err = c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, MaxConns: 7, ReservedFDs: 5})
+	assert.ErrorIs(t, err, ErrMaxConnsTooLow)
+}
+
 func TestServerIdleTimeout(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	_, s := startServer(t, ServerConfig{IdleTimeout: timeout, Workers: 1})

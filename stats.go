@@ -138,6 +138,7 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "total_connections", ss.TotalConnections)
 	out = appendStat(out, "rejected_connections", ss.RejectedConnections)
 	out = appendStat(out, "connection_structures", ss.CurrConnections)
+	out = appendStat(out, "reserved_fds", uint64(s.cfg.ReservedFDs))
 	out = appendStat(out, "cmd_get", cs.CmdGet)
 	out = appendStat(out, "cmd_set", cs.CmdSet)
 	out = appendStat(out, "cmd_flush", cs.CmdFlush)

@@ -33,6 +33,11 @@ const lookupTimeout = 10 * time.Second
 // per-worker pollers and wake-up descriptors, the Go runtime's own.
 const extraFiles = 64
 
+// reservedFDsPerThread is what memcached sets aside per worker thread
+// against -c (its event base and notify pipe), so that -c admits as many
+// clients here as there.
+const reservedFDsPerThread = 5
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -136,6 +141,7 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			UnixSocketMode: o.unixMask,
 			Workers:        o.threads,
 			MaxConns:       o.maxConns,
+			ReservedFDs:    reservedFDsPerThread * o.threads,
 			ReqsPerEvent:   o.reqsPerEvent,
 			Backlog:        o.backlog,
 			IdleTimeout:    o.idleTimeout,
@@ -150,6 +156,9 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			ASCIIAuth:      o.authFile != "",
 			Credentials:    users,
 		})
+		if errors.Is(err, emcache.ErrMaxConnsTooLow) {
+			return report(out, failf(exitUsage, "maxconns setting is too low"))
+		}
 		if err != nil {
 			return report(out, failf(exitOSErr, "failed to listen: %v", err))
 		}

@@ -183,3 +183,11 @@ func TestBinaryFailsOnBusyPort(t *testing.T) {
 	require.Equal(t, exitOSErr, p.exitCode(t), p.stderr())
 	require.Contains(t, p.stderr(), "failed to listen")
 }
+
+// memcached's -c counts its listeners and 5 descriptors per thread: a limit
+// that leaves no client stops start-up, as there.
+func TestBinaryRefusesMaxConnsTooLow(t *testing.T) {
+	p := startEmcached(t, "-p", "-1", "-l", "127.0.0.1", "-c", "21", "-t", "4")
+	require.Equal(t, exitUsage, p.exitCode(t))
+	require.Contains(t, p.stderr(), "maxconns setting is too low")
+}
