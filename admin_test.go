@@ -143,3 +143,31 @@ func TestStatsCountRefusedCommandsAsMemcached(t *testing.T) {
 		})
 	}
 }
+
+func TestStatsDetailCountsByPrefix(t *testing.T) {
+	_, addr := startProtoServer(t, ServerConfig{PrefixDelimiter: '/'}, Config{})
+	conn := protoDial(t, addr)
+	assert.Equal(t, "END\r\n", protoRoundTrip(t, conn, "stats detail dump\r\n"))
+	protoRoundTrip(t, conn, "stats detail on\r\n")
+	protoRoundTrip(t, conn, "set a/1 0 0 1\r\nx\r\nadd b/1 0 0 1\r\ny\r\nset nodelim 0 0 1\r\nz\r\n"+
+		"get a/1 a/2 b/1 nodelim\r\ngets a/1\r\ndelete a/9\r\ndelete b/1\r\n")
+	assert.Equal(t, "PREFIX a get 3 hit 2 set 1 del 1\r\nPREFIX b get 1 hit 1 set 1 del 1\r\nEND\r\n",
+		protoRoundTrip(t, conn, "stats detail dump\r\n"))
+	assert.Contains(t, protoRoundTrip(t, conn, "stats settings\r\n"), "STAT detail_enabled yes\r\nSTAT")
+
+	protoRoundTrip(t, conn, "stats detail off\r\nget a/1\r\n")
+	assert.Contains(t, protoRoundTrip(t, conn, "stats detail dump\r\n"), "PREFIX a get 3 ")
+	protoRoundTrip(t, conn, "stats reset\r\n")
+	assert.Equal(t, "END\r\n", protoRoundTrip(t, conn, "stats detail dump\r\n"))
+}
+
+func TestStatsDetailBoundsPrefixes(t *testing.T) {
+	p := prefixStats{delim: ':'}
+	p.on.Store(true)
+	for i := range maxPrefixes + 10 {
+		p.record(fmt.Appendf(nil, "p%d:k", i), prefixSet, false)
+	}
+	p.record([]byte("p0:k"), prefixSet, false)
+	assert.Len(t, p.m, maxPrefixes)
+	assert.Equal(t, uint64(2), p.m["p0"].set, "known prefixes still count")
+}

@@ -375,8 +375,12 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 	case binOpTouch:
 		return end, s.binTouch(out, &h, key, int64(binary.BigEndian.Uint32(ext))), actNone
 	case binOpSet, binOpAdd, binOpReplace, binOpAppend, binOpPrepend:
+		if base != binOpAppend && base != binOpPrepend {
+			s.prefixes.record(key, prefixSet, false)
+		}
 		return end, s.binStore(out, &h, base, quiet, ext, key, val), actNone
 	case binOpDelete:
+		s.prefixes.record(key, prefixDel, false)
 		return end, s.binDelete(out, &h, key, quiet), actNone
 	case binOpIncrement, binOpDecrement:
 		return end, s.binDelta(out, &h, base == binOpIncrement, quiet, ext, key), actNone
@@ -415,6 +419,7 @@ func (s *Server) binGet(out []byte, h *binHeader, key []byte, withKey, quiet, to
 		}
 		out = append(out, v...)
 	})
+	s.prefixes.record(key, prefixGet, hit)
 	switch {
 	case hit || quiet:
 		return out
@@ -598,9 +603,17 @@ func (s *Server) binStat(out []byte, h *binHeader, group []byte) []byte {
 	if nt > 2 {
 		sub = string(t[1])
 	}
-	if sub == "conns" {
+	switch {
+	case sub == "conns":
 		// memcached serves stats conns in the text protocol only.
 		return appendBinError(out, h, binNotFound)
+	case sub == "detail" && nt == 4 && string(t[2]) == "dump":
+		// memcached sends the text dump as the value of one stat.
+		dump := s.prefixes.appendDump(nil)
+		out = appendBinHeader(out, h, binOK, len("detailed"), 0, len("detailed")+len(dump), 0)
+		out = append(out, "detailed"...)
+		out = append(out, dump...)
+		return appendBinHeader(out, h, binOK, 0, 0, 0, 0)
 	}
 	text := s.statsCmd(&t, nt, nil)
 	// sizes_disable is memcached's one stats reply without END.

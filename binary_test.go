@@ -531,6 +531,8 @@ func TestBinaryStat(t *testing.T) {
 	assert.Equal(t, "1", readBinStats(t, conn, "items")["items:1:number"])
 	assert.Equal(t, "1", readBinStats(t, conn, "slabs")["active_slabs"])
 	assert.Empty(t, readBinStats(t, conn, "detail on"))
+	binRoundTrip(t, conn, []binMsg{bStore(binOpSet, "p:1", "x", 0, 0)}, []binMsg{bOK(bStore(binOpSet, "p:1", "x", 0, 0))})
+	assert.Equal(t, map[string]string{"detailed": "PREFIX p get 0 hit 0 set 1 del 0\r\nEND\r\n"}, readBinStats(t, conn, "detail dump"))
 	assert.Equal(t, map[string]string{"sizes_status": "disabled"}, readBinStats(t, conn, "sizes_disable"))
 
 	assert.Empty(t, readBinStats(t, conn, "reset"))

@@ -594,7 +594,9 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 			return s.getKeyTooLong(pc, b, nl, out)
 		}
 		pc.getSawKey = true
+		n := len(out)
 		out = s.appendValue(out, key, pc.getCAS, pc.getTouch, pc.getExp)
+		s.prefixes.record(key, prefixGet, len(out) > n)
 		i += j
 		if len(out) >= limit && skipSpaces(region, i) < len(region) {
 			return i, out, false, true
@@ -694,6 +696,7 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 	}
 	pc.cmd, pc.noreply, pc.flags, pc.exptime, pc.cas, pc.vlen =
 		cmd, noreply, uint32(flags), exptimeArg(exp), cas, int(vlen)
+	s.prefixes.record(key, prefixSet, false)
 
 	if s.tooLarge(len(key), int(vlen), uint32(flags)) {
 		// memcached refuses before reading the block, then swallows it.
@@ -846,6 +849,7 @@ func (s *Server) delete(t *[maxTokens][]byte, nt int, noreply bool, out []byte) 
 	if len(key) > MaxKeyLen {
 		return reply(out, noreply, rBadFormat)
 	}
+	s.prefixes.record(key, prefixDel, false)
 	err := s.cache.Delete(key)
 	switch {
 	case err == nil:

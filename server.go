@@ -75,6 +75,9 @@ type ServerConfig struct {
 	DisableFlush bool
 	// DisableDump disables stats cachedump and lru_crawler metadump (-X).
 	DisableDump bool
+	// PrefixDelimiter ends the key prefix `stats detail` counts by (-D);
+	// default ':'.
+	PrefixDelimiter byte
 	// Verbosity is the -v count; at 2 and above connection opens and
 	// closes are logged.
 	Verbosity int
@@ -191,6 +194,9 @@ func (cfg *ServerConfig) fill(c *Cache) error {
 	if cfg.UnixSocketMode == 0 {
 		cfg.UnixSocketMode = defaultUnixSocketMode
 	}
+	if cfg.PrefixDelimiter == 0 {
+		cfg.PrefixDelimiter = ':'
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -241,6 +247,7 @@ type Server struct {
 	verbosity atomic.Int32  // -v, changed at run time by the verbosity command
 	metaCmds  atomic.Uint64 // cmd_meta: memcached 1.6.18 counts me commands
 	crawler   crawlerState  // lru_crawler (admin.go)
+	prefixes  prefixStats   // stats detail (admin.go)
 	automove  atomic.Int32  // slab_automove as last set; nothing to move
 	log       *slog.Logger
 
@@ -308,6 +315,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 		done:    make(chan struct{}),
 	}
 	s.automove.Store(1) // memcached's default
+	s.prefixes.delim = cfg.PrefixDelimiter
 	s.verbosity.Store(int32(cfg.Verbosity))
 	if err := s.listen(); err != nil {
 		s.closeListeners()

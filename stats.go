@@ -20,21 +20,21 @@ func (s *Server) statsCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	switch string(t[1]) {
 	case "reset":
 		s.cache.ResetStats()
+		s.prefixes.reset()
 		s.authStats.cmds.Store(0)
 		s.authStats.errors.Store(0)
 		s.metaCmds.Store(0)
 		return append(out, rReset...)
 	case "detail":
-		// Per-prefix counters are not kept, so there is never anything to
-		// dump; on and off are accepted so that scripts toggling them work.
 		if nt < 4 {
 			return append(out, rDetailUsage...)
 		}
 		switch string(t[2]) {
 		case "on", "off":
+			s.prefixes.on.Store(string(t[2]) == "on")
 			return append(out, rOK...)
 		case "dump":
-			return append(out, rEnd...)
+			return s.prefixes.appendDump(out)
 		}
 		return append(out, rDetailUsage...)
 	case "settings":
@@ -233,8 +233,8 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "domain_socket", domain)
 	out = appendStatStr(out, "umask", strconv.FormatUint(uint64(mode.Perm()), 8))
 	out = appendStat(out, "num_threads", uint64(cfg.Workers))
-	out = appendStatStr(out, "stat_key_prefix", ":")
-	out = appendStatStr(out, "detail_enabled", "no")
+	out = appendStatStr(out, "stat_key_prefix", string(s.prefixes.delim))
+	out = appendStatStr(out, "detail_enabled", yesNo(s.prefixes.on.Load()))
 	out = appendStat(out, "reqs_per_event", uint64(cfg.ReqsPerEvent))
 	out = appendStatStr(out, "cas_enabled", yesNo(!s.cache.noCAS))
 	out = appendStat(out, "tcp_backlog", uint64(cfg.Backlog))

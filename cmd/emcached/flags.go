@@ -75,6 +75,7 @@ type options struct {
 	noCAS        bool // -C
 	noFlush      bool // -F
 	noDump       bool // -X
+	delimiter    byte // -D
 	shutdownCmd  bool // -A
 	verbosity    int
 	user         string
@@ -240,7 +241,7 @@ var optSpecs = []optSpec{
 		if len(v) != 1 {
 			return failf(exitFail, "Invalid prefix delimiter %q: want one character", v)
 		}
-		o.warnf("-D has no effect: emcached keeps no per-prefix stats")
+		o.delimiter = v[0]
 		return nil
 	}},
 	{'t', "threads", requiredArg, func(o *options, v string, _ bool) error {

@@ -118,9 +118,10 @@ func TestParseArgsValid(t *testing.T) {
 			assert.Equal(t, "nobody", o.user)
 			assert.Equal(t, "/run/mc.pid", o.pidFile)
 		}, 0},
-		{[]string{"-f", "1.5", "-n", "48", "-D", ":", "-L", "-k", "-r", "-X", "-W", "-N", "2"}, func(t *testing.T, o *options) {
+		{[]string{"-f", "1.5", "-n", "48", "-D", "/", "-L", "-k", "-r", "-X", "-W", "-N", "2"}, func(t *testing.T, o *options) {
 			assert.True(t, o.noDump)
-		}, 8},
+			assert.Equal(t, byte('/'), o.delimiter)
+		}, 7},
 		{[]string{"stray"}, func(t *testing.T, o *options) { assert.Equal(t, 11211, o.port) }, 1},
 		{[]string{"-p", "1", "--", "-p", "2"}, func(t *testing.T, o *options) { assert.Equal(t, 1, o.port) }, 2},
 		{[]string{"-h"}, func(t *testing.T, o *options) { assert.Equal(t, modeHelp, o.mode) }, 0},

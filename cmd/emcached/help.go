@@ -42,7 +42,9 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -f, --slab-growth-factor=<num> chunk size growth factor (ignored: no slabs)
 -n, --slab-min-size=<bytes> min space used for key+value+flags (ignored: no slabs)
 -L, --enable-largepages   try to use large memory pages (ignored)
--D, --delimiter=<char>    per-prefix stats delimiter (ignored)
+-D, --delimiter=<char>    use <char> as a delimiter between key prefixes and IDs.
+                          This is used for per-prefix stats reporting. The
+                          default is ":" (colon).
 -t, --threads=<num>       number of threads to use (default: 4)
 -R, --max-reqs-per-event  maximum number of requests per event, limits the
                           requests processed per connection to prevent
