@@ -75,6 +75,11 @@ type ServerConfig struct {
 	DisableFlush bool
 	// DisableDump disables stats cachedump and lru_crawler metadump (-X).
 	DisableDump bool
+	// NoLRUCrawler starts the server with lru_crawler disabled, as
+	// memcached's -o no_lru_crawler does: its crawl and metadump commands
+	// are refused until `lru_crawler enable`. Expired items are reclaimed
+	// in the background regardless.
+	NoLRUCrawler bool
 	// PrefixDelimiter ends the key prefix `stats detail` counts by (-D);
 	// default ':'.
 	PrefixDelimiter byte
@@ -316,6 +321,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	}
 	s.automove.Store(1) // memcached's default
 	s.prefixes.delim = cfg.PrefixDelimiter
+	s.crawler.disabled.Store(cfg.NoLRUCrawler)
 	s.verbosity.Store(int32(cfg.Verbosity))
 	if err := s.listen(); err != nil {
 		s.closeListeners()

@@ -321,7 +321,8 @@ func (s *Server) appendItemsStats(out []byte) []byte {
 func (s *Server) appendSlabsStats(out []byte) []byte {
 	cs := s.cache.Stats()
 	active := uint64(0)
-	if cs.CurrItems > 0 {
+	// memcached keeps a class's pages once it held items.
+	if cs.CurrItems > 0 || cs.TotalItems > 0 {
 		active = 1
 		slab := func(name string, v uint64) {
 			out = appendStat(out, "1:"+name, v)

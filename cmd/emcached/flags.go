@@ -76,6 +76,7 @@ type options struct {
 	noFlush      bool // -F
 	noDump       bool // -X
 	delimiter    byte // -D
+	noCrawler    bool // -o no_lru_crawler, no_modern
 	shutdownCmd  bool // -A
 	verbosity    int
 	user         string
@@ -409,7 +410,6 @@ var ignoredSubopts = map[string]subopt{
 	"maxconns_fast": subFlag, "no_maxconns_fast": subFlag,
 	"hashpower": subValued, "no_hashexpand": subFlag,
 	"tail_repair_time": subValued, "hash_algorithm": subValued,
-	"lru_crawler": subFlag, "no_lru_crawler": subFlag,
 	"lru_crawler_sleep": subValued, "lru_crawler_tocrawl": subValued,
 	"lru_maintainer": subFlag, "no_lru_maintainer": subFlag,
 	"hot_lru_pct": subValued, "warm_lru_pct": subValued,
@@ -423,7 +423,7 @@ var ignoredSubopts = map[string]subopt{
 	"slab_automove_freeratio": subValued,
 	"slab_chunk_max":          subValued, "slab_sizes": subFlag, "track_sizes": subFlag,
 	"inline_ascii_resp": subFlag, "no_inline_ascii_resp": subFlag,
-	"no_modern": subFlag, "no_chunked_items": subFlag,
+	"no_chunked_items": subFlag,
 	"drop_privileges": subFlag, "no_drop_privileges": subFlag,
 	"sock_cookie_id": subFlag,
 	"ssl_chain_cert": subValued, "ssl_key": subValued, "ssl_verify_mode": subValued,
@@ -453,6 +453,12 @@ func (o *options) parseSubopts(list string) error {
 			o.idleTimeout = time.Duration(n) * time.Second
 		case "modern":
 			// A no-op in memcached 1.6 as well.
+		case "lru_crawler", "no_lru_crawler":
+			o.noCrawler = name == "no_lru_crawler"
+		case "no_modern":
+			// memcached's pre-1.5 defaults; of them only "no LRU crawler"
+			// means something here.
+			o.noCrawler = true
 		default:
 			kind, ok := ignoredSubopts[name]
 			if !ok {

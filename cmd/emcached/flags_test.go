@@ -94,7 +94,11 @@ func TestParseArgsValid(t *testing.T) {
 		{[]string{"--auth-file=/etc/auth", "-B", "ascii"}, func(t *testing.T, o *options) { assert.Equal(t, "/etc/auth", o.authFile) }, 0},
 		{[]string{"-o", "idle_timeout=5"}, func(t *testing.T, o *options) { assert.Equal(t, 5*time.Second, o.idleTimeout) }, 0},
 		{[]string{"--extended=modern,idle_timeout=0"}, func(t *testing.T, o *options) { assert.Zero(t, o.idleTimeout) }, 0},
-		{[]string{"-o", "hashpower=20,lru_crawler,no_lru_maintainer", "-o", "slab_chunk_max=512"}, func(t *testing.T, o *options) {}, 4},
+		{[]string{"-o", "hashpower=20,lru_crawler,no_lru_maintainer", "-o", "slab_chunk_max=512"}, func(t *testing.T, o *options) {
+			assert.False(t, o.noCrawler)
+		}, 3},
+		{[]string{"-o", "no_modern"}, func(t *testing.T, o *options) { assert.True(t, o.noCrawler) }, 0},
+		{[]string{"-o", "no_modern,lru_crawler"}, func(t *testing.T, o *options) { assert.False(t, o.noCrawler) }, 0},
 		{[]string{"-o", "ssl_chain_cert=/x,ext_path=/d/f:5G,slab_automove=2,maxconns_fast"}, func(t *testing.T, o *options) {}, 4},
 		{[]string{"-l", "127.0.0.1,::1;10.0.0.1"}, func(t *testing.T, o *options) {
 			assert.Equal(t, []string{"127.0.0.1", "::1", "10.0.0.1"}, o.listen)

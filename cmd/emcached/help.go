@@ -67,6 +67,8 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout in seconds for idle connections. (default: 0, no timeout)
    - modern:              accepted; does nothing, as in memcached 1.6
+   - no_lru_crawler:      start with lru_crawler commands disabled (also no_modern)
+   - lru_crawler:         start with them enabled (default)
    memcached's other tuning options (hashpower, lru_*, slab_*, hash_algorithm,
    *_logbuf_size, read_buf_mem_limit, ssl_*, ext_*, ...) are accepted and
    ignored with a warning; an unknown one is an error.

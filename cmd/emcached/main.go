@@ -150,6 +150,7 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			DisableFlush:    o.noFlush,
 			DisableDump:     o.noDump,
 			PrefixDelimiter: o.delimiter,
+			NoLRUCrawler:    o.noCrawler,
 			Verbosity:       o.verbosity,
 			Logger:          log,
 			Protocol:        o.protocol,
