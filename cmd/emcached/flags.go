@@ -424,7 +424,7 @@ var ignoredSubopts = map[string]subopt{
 	"slab_chunk_max":          subValued, "slab_sizes": subFlag, "track_sizes": subFlag,
 	"inline_ascii_resp": subFlag, "no_inline_ascii_resp": subFlag,
 	"no_chunked_items": subFlag,
-	"drop_privileges": subFlag, "no_drop_privileges": subFlag,
+	"drop_privileges":  subFlag, "no_drop_privileges": subFlag,
 	"sock_cookie_id": subFlag,
 	"ssl_chain_cert": subValued, "ssl_key": subValued, "ssl_verify_mode": subValued,
 	"ssl_keyformat": subValued, "ssl_ciphers": subValued, "ssl_ca_cert": subValued,
