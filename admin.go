@@ -32,11 +32,11 @@ type dumpEntry struct {
 
 // dumpShard calls fn for the live items of shard i from slot *next on,
 // without touching them, and reports whether it reached the shard's end:
-// fn returning false stops the walk after that item, with *next where the
-// next call resumes. The lock is held only
-// during a call: items that move between calls (the index shifts entries
-// as others come and go) may be missed or shown twice, as memcached's
-// crawler may while its LRU changes.
+// fn returning false stops the walk after that item, and a call visits at
+// most dumpSlots slots, with *next where the next call resumes. The lock is
+// held only during a call: items that move between calls (the index shifts
+// entries as others come and go) may be missed or shown twice, as
+// memcached's crawler may while its LRU changes.
 func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 	s := c.shards[i]
 	s.mu.Lock()
@@ -46,7 +46,7 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 	}
 	now := c.clock()
 	var e dumpEntry
-	for ; *next < s.nslots; *next++ {
+	for end := min(*next+dumpSlots, s.nslots); *next < end; *next++ {
 		slot := s.slots[*next]
 		if slot == 0 {
 			continue
@@ -71,8 +71,12 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 			return false
 		}
 	}
-	return true
+	return *next >= s.nslots
 }
+
+// dumpSlots bounds the index slots one dumpShard call visits, and so how
+// long a dump holds a shard's lock.
+const dumpSlots = 4096
 
 // indexSize returns the index slots of all shards and the bytes of their
 // indexes (ghost tables included): memcached's hash table figures.
@@ -311,8 +315,8 @@ func (s *Server) cachedump(t *[maxTokens][]byte, nt int, out []byte) []byte {
 			return !stop
 		}
 		for i := 0; i < len(s.cache.shards) && !stop; i++ {
-			var slot uint64
-			s.cache.dumpShard(i, &slot, line)
+			for slot := uint64(0); !s.cache.dumpShard(i, &slot, line) && !stop; {
+			}
 		}
 	}
 	return append(out, rEnd...)
