@@ -405,7 +405,7 @@ func (s *Server) lruCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 // maxPrefixes bounds the prefixes `stats detail` tracks, so that keys with
 // ever new prefixes cannot grow the table without end; later prefixes go
 // uncounted.
-const maxPrefixes = 1 << 16
+const maxPrefixes = 1 << 14
 
 // prefixStats are memcached's per-prefix counters (`stats detail on`): for
 // each key prefix before the delimiter (-D, default ':'), its gets, hits,
