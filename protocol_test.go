@@ -840,6 +840,9 @@ func FuzzTextProtocol(f *testing.F) {
 		"stats\r\nstats settings\r\nstats items\r\nstats slabs\r\n",
 		"get " + strings.Repeat("k ", 1200),
 		"cas a 0 0 1 1\r\nx\r\nflush_all 10\r\nverbosity 1\r\n",
+		"lru_crawler metadump all\r\nstats cachedump 1 0\r\nlru_crawler crawl 1\r\n",
+		"stats detail on\r\nset a:b 0 0 1\r\nx\r\nget a:b\r\nstats detail dump\r\n",
+		"slabs automove 1\r\nslabs reassign 1 0\r\nlru tune 10 10 0.1 2\r\nlru_crawler disable\r\n",
 		"\x80\x01\x00\x00",
 	} {
 		f.Add([]byte(seed), uint8(7))
