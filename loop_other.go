@@ -176,7 +176,7 @@ func (w *worker) serveNet(c *conn) {
 			w.st.bytesRead.Add(uint64(n))
 			c.lastActive = s.clock()
 			c.setMeta(c.lastActive, stateParseCmd)
-			for len(in) > 0 {
+			for len(in) > 0 || c.proto.producing() {
 				k, o, reqs, act := s.handle(&c.proto, in, out[:0], s.cfg.ReqsPerEvent)
 				out = o
 				in = in[:copy(in, in[k:])]
