@@ -368,17 +368,17 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 
 	switch base {
 	case binOpGet, binOpGetK:
-		return end, s.binGet(out, &h, key, base == binOpGetK, quiet, false, 0), actNone
+		return end, s.binGet(pc.fd, out, &h, key, base == binOpGetK, quiet, false, 0), actNone
 	case binOpGAT, binOpGATK:
 		exp := int64(binary.BigEndian.Uint32(ext))
-		return end, s.binGet(out, &h, key, base == binOpGATK, quiet, true, exp), actNone
+		return end, s.binGet(pc.fd, out, &h, key, base == binOpGATK, quiet, true, exp), actNone
 	case binOpTouch:
 		return end, s.binTouch(out, &h, key, int64(binary.BigEndian.Uint32(ext))), actNone
 	case binOpSet, binOpAdd, binOpReplace, binOpAppend, binOpPrepend:
 		if base != binOpAppend && base != binOpPrepend {
 			s.prefixes.record(key, prefixSet, false)
 		}
-		return end, s.binStore(out, &h, base, quiet, ext, key, val), actNone
+		return end, s.binStore(pc.fd, out, &h, base, quiet, ext, key, val), actNone
 	case binOpDelete:
 		s.prefixes.record(key, prefixDel, false)
 		return end, s.binDelete(out, &h, key, quiet), actNone
@@ -394,7 +394,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 		if !quiet {
 			out = appendBinHeader(out, &h, binOK, 0, 0, 0, 0)
 		}
-		return end, out, actClose
+		return end, out, actQuit
 	case binOpSASLList, binOpSASLAuth, binOpSASLStep:
 		return end, s.binSASL(pc, out, &h, base, key, val), actNone
 	}
@@ -405,8 +405,10 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 // binGet serves GET, GETK, GAT and GATK and their quiet forms. A hit copies
 // the value from the cache into out under the shard lock and allocates
 // nothing.
-func (s *Server) binGet(out []byte, h *binHeader, key []byte, withKey, quiet, touch bool, exp int64) []byte {
+func (s *Server) binGet(fd int, out []byte, h *binHeader, key []byte, withKey, quiet, touch bool, exp int64) []byte {
+	size := 0
 	hit := s.cache.view(key, touch, exp, func(v []byte, flags uint32, cas uint64) {
+		size = len(v)
 		kl := 0
 		if withKey {
 			kl = len(key)
@@ -420,6 +422,9 @@ func (s *Server) binGet(out []byte, h *binHeader, key []byte, withKey, quiet, to
 		out = append(out, v...)
 	})
 	s.prefixes.record(key, prefixGet, hit)
+	if s.watch.wants(logFetchers) {
+		s.logGet(fd, key, hit, size)
+	}
 	switch {
 	case hit || quiet:
 		return out
@@ -445,13 +450,16 @@ func (s *Server) binTouch(out []byte, h *binHeader, key []byte, exp int64) []byt
 
 // binStore serves SET, ADD, REPLACE, APPEND and PREPEND. A CAS in the
 // request makes any of them conditional on the item's CAS, as in memcached.
-func (s *Server) binStore(out []byte, h *binHeader, base uint8, quiet bool, ext, key, val []byte) []byte {
+func (s *Server) binStore(fd int, out []byte, h *binHeader, base uint8, quiet bool, ext, key, val []byte) []byte {
 	c := s.cache
 	cas := h.cas
 	if c.noCAS {
 		// With CAS disabled memcached drops the request's CAS: a plain
 		// store.
 		cas = 0
+	}
+	if s.watch.wants(logFetchers) {
+		s.logStoreLookup(fd, key)
 	}
 	var newCAS uint64
 	var err error
@@ -479,6 +487,9 @@ func (s *Server) binStore(out []byte, h *binHeader, base uint8, quiet bool, ext,
 		default:
 			newCAS, err = c.Append(key, val)
 		}
+	}
+	if s.watch.wants(logMutations) {
+		s.logStore(fd, key, storeStatusOf(err), binStoreCmdName(base, cas != 0), binStoreExptime(base, ext), len(val))
 	}
 	if err == nil {
 		if quiet {

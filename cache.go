@@ -191,6 +191,9 @@ type Cache struct {
 	cmdFlush atomic.Uint64
 	// resizeMu serialises SetMaxBytes.
 	resizeMu sync.Mutex
+	// evicted is told of every eviction, under the shard's lock; nil for
+	// none. A server sets it for its watchers.
+	evicted atomic.Pointer[evictFunc]
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -237,10 +240,19 @@ func New(cfg Config) (*Cache, error) {
 	shift := uint(bits.TrailingZeros(uint(n)))
 	for i := range c.shards {
 		c.shards[i] = newShard(uint64(i), shift, uint64(cfg.MaxBytes/int64(n)), cfg.NoEvict)
+		c.shards[i].evicted = &c.evicted
 	}
 	go c.crawler()
 	return c, nil
 }
+
+// evictFunc receives an evicted item: its key (valid during the call),
+// whether it was read, its remaining TTL (-1: none), the seconds since its
+// last access and its value's length.
+type evictFunc func(key []byte, fetched bool, ttl int64, idle uint32, size int)
+
+// setEvictHook makes f receive every eviction.
+func (c *Cache) setEvictHook(f evictFunc) { c.evicted.Store(&f) }
 
 // shardCount picks the largest power of two, up to maxShards, that leaves
 // every shard room for minShardItems of the largest items.

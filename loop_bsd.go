@@ -211,3 +211,6 @@ func acceptFd(lfd int) (int, netip.AddrPort, error) {
 // yieldCPU does nothing on kqueue systems: macOS has no sched_yield system
 // call to make directly, and the effect was measured on Linux only.
 func yieldCPU() {}
+
+// watchSupported: watchers are written through raw non-blocking sockets.
+const watchSupported = true

@@ -198,3 +198,6 @@ func acceptFd(lfd int) (int, netip.AddrPort, error) {
 // yieldCPU lets other runnable threads on this core go first
 // (sched_yield; returns at once when there are none).
 func yieldCPU() { unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }
+
+// watchSupported: watchers are written through raw non-blocking sockets.
+const watchSupported = true

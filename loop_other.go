@@ -245,3 +245,6 @@ func acceptFd(lfd int) (int, netip.AddrPort, error)     { return -1, netip.AddrP
 func setNoDelay(fd int) error                           { return errNoPoller }
 func setBacklog(rc syscall.RawConn, n int) (int, error) { return -1, errNoPoller }
 func yieldCPU()                                         {}
+
+// watchSupported: this reactor has no raw sockets to hand to watchers.
+const watchSupported = false

@@ -186,7 +186,7 @@ func parseMetaTokens(toks [][]byte, f *metaFlags, kbuf *[MaxKeyLen]byte) string 
 func (s *Server) meta(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lineLen int, out []byte) (int, []byte, action) {
 	switch t[0][1] {
 	case 'g':
-		return lineLen, s.mgCmd(t, nt, out), actNone
+		return lineLen, s.mgCmd(pc.fd, t, nt, out), actNone
 	case 's':
 		n, o := s.msCmd(pc, rest, t, nt, lineLen, out)
 		return n, o, actNone
@@ -220,7 +220,7 @@ func metaCheck(t *[maxTokens][]byte, nt int, tooLong string) string {
 }
 
 // mgCmd runs mg <key> <flag>*.
-func (s *Server) mgCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
+func (s *Server) mgCmd(fd int, t *[maxTokens][]byte, nt int, out []byte) []byte {
 	if e := metaCheck(t, nt, rMetaFlagsTooLongGet); e != "" {
 		return append(out, e...)
 	}
@@ -239,9 +239,14 @@ func (s *Server) mgCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		noBump: f.noBump, touch: f.touch, vivify: f.vivify,
 		hasCASIn: f.hasCASIn, casIn: f.casIn, binary: f.binary,
 	}
+	size := 0
 	hit := s.cache.metaGet(f.key, &a, func(it metaItem, created bool) {
+		size = len(it.value())
 		out = appendMetaHit(out, it, created, toks, &f)
 	})
+	if s.watch.wants(logFetchers) {
+		s.logGet(fd, f.key, hit, size)
+	}
 	if hit || f.quiet {
 		return out
 	}
@@ -465,7 +470,13 @@ func (s *Server) metaSetBlock(pc *protoConn, m *metaSetState, key, block, out []
 		return append(out, rBadDataChunk...)
 	}
 	value := block[:len(block)-2]
+	if s.watch.wants(logFetchers) {
+		s.logStoreLookup(pc.fd, key)
+	}
 	st, cas, size := s.cache.metaStore(key, value, &m.args)
+	if s.watch.wants(logMutations) {
+		s.logStore(pc.fd, key, metaStoreStatus(st), metaSetCmdName(&m.args), m.args.exptime, len(value))
+	}
 	if st == metaOK && pc.noreply {
 		return out
 	}

@@ -80,8 +80,10 @@ type action uint8
 
 const (
 	actNone     action = iota // keep serving
-	actClose                  // flush out, then close the connection
+	actClose                  // flush out, then close the connection: the client erred
+	actQuit                   // flush out, then close the connection: the client asked to
 	actShutdown               // flush out, close, then shut the whole server down gracefully
+	actWatch                  // flush out, then hand the connection to the watchers (watch.go)
 )
 
 // protoState says what the next input bytes of a connection are.
@@ -108,6 +110,9 @@ const (
 	cmdPrepend
 	cmdCAS
 )
+
+// storeCmdNames are the commands' names in watch lines.
+var storeCmdNames = [...]string{cmdSet: "set", cmdAdd: "add", cmdReplace: "replace", cmdAppend: "append", cmdPrepend: "prepend", cmdCAS: "cas"}
 
 // protoConn is the per-connection parse state that survives between calls
 // to handle. Its zero value is a fresh connection. It owns no buffers, so an
@@ -153,6 +158,11 @@ type protoConn struct {
 
 	// dump is where the metadump of stDump stands.
 	dump dumpCursor
+
+	// fd is the connection's descriptor, as watch lines name it (cfd).
+	fd int
+	// watchKinds are the log kinds a watch command asked for.
+	watchKinds uint32
 }
 
 // connState is the stats conns state of a connection between reads that
@@ -323,6 +333,9 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 			consumed, out, act, faulted = s.injectFault(pc, line, nl+1, out)
 		}
 		if !faulted {
+			if s.watch.wants(logRawCmds) {
+				s.logRawCmd(pc.fd, line)
+			}
 			consumed, out, act = s.command(pc, rest, line, nl+1, out)
 		}
 		if act != actNone {
@@ -436,7 +449,7 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 	case "stats":
 		return lineLen, s.statsCmd(&t, nt, out), actNone
 	case "quit":
-		return lineLen, out, actClose
+		return lineLen, out, actQuit
 	case "shutdown":
 		if !s.cfg.AllowShutdown {
 			return lineLen, append(out, rShutdownOff...), actNone
@@ -448,7 +461,8 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 	case "cache_memlimit":
 		return lineLen, s.memlimit(&t, nt, noreply, out), actNone
 	case "watch":
-		return lineLen, reply(out, noreply, rWatchOff), actNone
+		out, act := s.watchCmd(pc, &t, nt, out)
+		return lineLen, out, act
 	case "lru_crawler":
 		return lineLen, s.lruCrawlerCmd(pc, &t, nt, out), actNone
 	case "slabs":
@@ -595,8 +609,12 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 		}
 		pc.getSawKey = true
 		n := len(out)
-		out = s.appendValue(out, key, pc.getCAS, pc.getTouch, pc.getExp)
+		var size int
+		out, size = s.appendValue(out, key, pc.getCAS, pc.getTouch, pc.getExp)
 		s.prefixes.record(key, prefixGet, len(out) > n)
+		if s.watch.wants(logFetchers) {
+			s.logGet(pc.fd, key, len(out) > n, size)
+		}
 		i += j
 		if len(out) >= limit && skipSpaces(region, i) < len(region) {
 			return i, out, false, true
@@ -636,11 +654,14 @@ func (s *Server) getKeyTooLong(pc *protoConn, b []byte, nl int, out []byte) (int
 	return len(b), out, false, false
 }
 
-// appendValue appends the VALUE reply for key if the cache holds it. It runs
-// once per requested key, so it allocates nothing: the value is copied from
-// the cache's memory straight into out under the shard lock.
-func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) []byte {
+// appendValue appends the VALUE reply for key if the cache holds it, and
+// returns the value's length. It runs once per requested key, so it
+// allocates nothing: the value is copied from the cache's memory straight
+// into out under the shard lock.
+func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) ([]byte, int) {
+	size := 0
 	s.cache.view(key, touch, exp, func(v []byte, flags uint32, cas uint64) {
+		size = len(v)
 		// VALUE, key, three numbers of at most 20 digits, spaces, CRLFs.
 		out = slices.Grow(out, len(rValuePrefix)+len(key)+len(v)+3*20+3+4)
 		out = append(out, rValuePrefix...)
@@ -657,7 +678,7 @@ func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) []
 		out = append(out, v...)
 		out = append(out, rCRLF...)
 	})
-	return out
+	return out, size
 }
 
 // storage parses set, add, replace, append, prepend and cas in memcached's
@@ -701,6 +722,9 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 	if s.tooLarge(len(key), int(vlen), uint32(flags)) {
 		// memcached refuses before reading the block, then swallows it.
 		s.refuseTooLarge(cmd, key)
+		if s.watch.wants(logMutations) {
+			s.logStore(pc.fd, key, storeTooLarge, storeCmdNames[cmd], pc.exptime, int(vlen))
+		}
 		pc.state = stSwallow
 		pc.swallow = int(vlen) + 2
 		return lineLen, reply(out, noreply, rTooLarge), actNone
@@ -750,6 +774,9 @@ func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
 		return reply(out, pc.noreply, rBadDataChunk)
 	}
 	value := block[:len(block)-2]
+	if s.watch.wants(logFetchers) {
+		s.logStoreLookup(pc.fd, key)
+	}
 	var err error
 	switch pc.cmd {
 	case cmdSet:
@@ -764,6 +791,9 @@ func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
 		_, err = s.cache.Prepend(key, value)
 	case cmdCAS:
 		_, err = s.cache.CompareAndSwap(key, value, pc.flags, pc.exptime, pc.cas)
+	}
+	if s.watch.wants(logMutations) {
+		s.logStore(pc.fd, key, storeStatusOf(err), storeCmdNames[pc.cmd], pc.exptime, len(value))
 	}
 	switch {
 	case err == nil:

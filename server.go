@@ -75,6 +75,12 @@ type ServerConfig struct {
 	DisableFlush bool
 	// DisableDump disables stats cachedump and lru_crawler metadump (-X).
 	DisableDump bool
+	// DisableWatch disables the watch command (-W).
+	DisableWatch bool
+	// WatcherBufSize bounds the log bytes a watch connection may have
+	// waiting; lines past it are skipped and counted (memcached's
+	// watcher_logbuf_size); default 256 KiB.
+	WatcherBufSize int
 	// NoLRUCrawler starts the server with lru_crawler disabled, as
 	// memcached's -o no_lru_crawler does: its crawl and metadump commands
 	// are refused until `lru_crawler enable`. Expired items are reclaimed
@@ -171,6 +177,7 @@ func (cfg *ServerConfig) fill(c *Cache) error {
 		{"Workers", &cfg.Workers, defaultWorkers},
 		{"MaxConns", &cfg.MaxConns, defaultMaxConns},
 		{"ReservedFDs", &cfg.ReservedFDs, 0},
+		{"WatcherBufSize", &cfg.WatcherBufSize, defaultWatcherBuf},
 		{"ReqsPerEvent", &cfg.ReqsPerEvent, defaultReqsPerEvent},
 		{"Backlog", &cfg.Backlog, defaultBacklog},
 		{"MaxOutput", &cfg.MaxOutput, defaultMaxOutput},
@@ -253,6 +260,8 @@ type Server struct {
 	metaCmds  atomic.Uint64 // cmd_meta: memcached 1.6.18 counts me commands
 	crawler   crawlerState  // lru_crawler (admin.go)
 	prefixes  prefixStats   // stats detail (admin.go)
+	watch     watchHub      // watch connections (watch.go)
+	watchDone chan struct{} // closed once the hub's writer has stopped
 	automove  atomic.Int32  // slab_automove as last set; nothing to move
 	log       *slog.Logger
 
@@ -322,6 +331,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	s.automove.Store(1) // memcached's default
 	s.prefixes.delim = cfg.PrefixDelimiter
 	s.crawler.disabled.Store(cfg.NoLRUCrawler)
+	s.watch.init(cfg.WatcherBufSize)
 	s.verbosity.Store(int32(cfg.Verbosity))
 	if err := s.listen(); err != nil {
 		s.closeListeners()
@@ -337,11 +347,19 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	for i := range s.workers {
 		s.workers[i] = &worker{s: s, id: i}
 	}
+	s.watchDone = make(chan struct{})
+	go func() {
+		defer close(s.watchDone)
+		s.watch.run()
+	}()
 	if err := s.start(); err != nil {
 		addProcs(-cfg.Workers)
 		s.closeListeners()
+		s.watch.close()
+		<-s.watchDone
 		return nil, err
 	}
+	c.setEvictHook(s.logEvictionIfWatched)
 	return s, nil
 }
 
@@ -492,9 +510,12 @@ func addProcs(n int) {
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+n, 1))
 }
 
-// reap waits for the workers, releases their pollers and closes done.
+// reap waits for the workers, releases their pollers and watchers, and
+// closes done.
 func (s *Server) reap() {
 	s.workerWG.Wait()
+	s.watch.close()
+	<-s.watchDone
 	s.pollMu.Lock()
 	s.pollsClosed = true
 	for _, w := range s.workers {
@@ -693,8 +714,9 @@ type conn struct {
 	lastActive int64
 	epoch      uint64 // the worker epoch it was last served in
 	interest   interest
-	closing    bool // close once out is sent
-	needMore   bool // in holds only an incomplete request
+	closing    bool   // close once out is sent
+	closeWhy   string // conn_close's reason for watchers; "" is normal
+	needMore   bool   // in holds only an incomplete request
 	inYield    bool
 }
 
@@ -983,6 +1005,7 @@ func (w *worker) adopt() {
 			continue
 		}
 		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: intRead, lastActive: w.now}
+		c.proto.fd = q.fd
 		c.setMeta(w.now, stateWaiting)
 		w.mu.Lock()
 		if q.fd >= len(w.byFd) {
@@ -994,6 +1017,9 @@ func (w *worker) adopt() {
 		w.nconns++
 		w.st.curr.Add(1)
 		w.st.total.Add(1)
+		if w.s.watch.wants(logConnEvents) {
+			w.s.logConn(q.fd, q.peer, q.l.tcp, "")
+		}
 		if w.s.verbosity.Load() >= 2 {
 			w.s.log.Info("new client connection", "fd", q.fd, "addr", q.l.name, "worker", w.id)
 		}
@@ -1013,6 +1039,7 @@ func (w *worker) closeQueued() {
 func (w *worker) closeAll() {
 	for _, c := range w.byFd {
 		if c != nil {
+			c.closeWhy = closeShutdown
 			w.closeConn(c)
 		}
 	}
@@ -1028,6 +1055,7 @@ func (w *worker) startDrain() {
 			continue
 		}
 		c.closing = true
+		c.closeWhy = closeShutdown
 		if c.out == nil {
 			w.closeConn(c)
 		} else {
@@ -1041,10 +1069,42 @@ func (w *worker) kickIdle() {
 	for _, c := range w.byFd {
 		if c != nil && w.now-c.lastActive > idle {
 			w.st.idleKicks.Add(1) // first: the client may look as soon as it is closed
+			c.closeWhy = closeIdleTimeout
 			w.closeConn(c)
 		}
 	}
 	w.nextScan = w.now + int64(min(max(w.s.cfg.IdleTimeout/4, minIdleScan), maxIdleScan))
+}
+
+// handToWatchers moves c, whose watch command was answered in out, from
+// this worker to the server's watchers: the worker no longer reads it or
+// polls it, and the watchers' writer sends out (so that the client sees OK
+// only once lines are being logged for it), then its log lines, until it
+// goes away or the server stops.
+func (w *worker) handToWatchers(c *conn, out []byte) {
+	s := w.s
+	if err := w.p.del(c.fd); err != nil {
+		w.closeConn(c)
+		return
+	}
+	fd := c.fd
+	release := func() {
+		w.st.curr.Add(^uint64(0))
+		s.open.Add(-1)
+	}
+	if !s.watch.add(fd, c.proto.watchKinds, out, release) {
+		// The server is stopping: its hub takes no more watchers.
+		w.closeConn(c)
+		return
+	}
+	w.mu.Lock()
+	w.byFd[fd] = nil
+	w.mu.Unlock()
+	c.fd = -1
+	w.putBuf(c.in)
+	w.putBuf(c.out)
+	c.in, c.out = nil, nil
+	w.nconns--
 }
 
 func (w *worker) closeConn(c *conn) {
@@ -1056,6 +1116,9 @@ func (w *worker) closeConn(c *conn) {
 	w.byFd[fd] = nil
 	w.mu.Unlock()
 	closeFd(fd)
+	if w.s.watch.wants(logConnEvents) {
+		w.s.logConn(fd, c.peer, c.l.tcp, cmp.Or(c.closeWhy, closeNormal))
+	}
 	c.fd = -1
 	w.putBuf(c.in)
 	w.putBuf(c.out)
@@ -1109,8 +1172,9 @@ func (w *worker) serve(c *conn) {
 	maxOut := s.cfg.MaxOutput
 	out := w.outBuf(c)
 	budget := s.cfg.ReqsPerEvent
-	drained := false // a short read emptied the socket; a level-triggered poller reports new data
-	blocked := false // the socket is full and out is past MaxOutput
+	drained := false  // a short read emptied the socket; a level-triggered poller reports new data
+	watching := false // the last request was watch: the connection leaves this worker
+	blocked := false  // the socket is full and out is past MaxOutput
 	for budget > 0 && !c.closing {
 		if len(out) > maxOut {
 			if err := w.flush(c, out); err != nil {
@@ -1147,6 +1211,7 @@ func (w *worker) serve(c *conn) {
 				break
 			}
 			if err != nil {
+				c.closeWhy = closeError
 				w.closeConn(c)
 				return
 			}
@@ -1182,15 +1247,27 @@ func (w *worker) serve(c *conn) {
 			c.in = nil
 		}
 		c.needMore = len(c.in) > 0 && budget > 0
+		if act == actWatch {
+			watching = true
+			break
+		}
 		if act != actNone {
 			c.closing = true
+			if act == actClose {
+				c.closeWhy = closeError
+			}
 			if act == actShutdown {
 				s.shutdownCommand()
 			}
 		}
 	}
+	if watching {
+		w.handToWatchers(c, out)
+		return
+	}
 	if !blocked {
 		if err := w.flush(c, out); err != nil {
+			c.closeWhy = closeError
 			w.closeConn(c)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -159,6 +160,8 @@ func (r *ring) pop(n uint64) {
 // and main rings, and an open-addressing index of pointer-free slots.
 type shard struct {
 	mu sync.Mutex
+	// evicted, the cache's, is told of each eviction (a server's watchers).
+	evicted *atomic.Pointer[evictFunc]
 
 	mem         *shardMem
 	buf         []byte // mem.buf; nil once closed
@@ -862,6 +865,16 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	s.st.evictions++
 	if bits&bitFetched == 0 {
 		s.st.evictedUnfetched++
+	}
+	if s.evicted != nil {
+		if f := s.evicted.Load(); f != nil {
+			ttl := int64(-1)
+			if exp := s.expiry(off); exp != 0 {
+				ttl = int64(exp) - int64(now)
+			}
+			vl, _ := s.layout(off)
+			(*f)(s.key(off), bits&bitFetched != 0, ttl, s.idle(off, now), int(vl))
+		}
 	}
 	s.unlink(slot)
 	r.pop(size)

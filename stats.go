@@ -183,6 +183,13 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "hash_is_expanding", 0)
 	out = appendStat(out, "lru_crawler_running", boolStat(s.crawler.running.Load()))
 	out = appendStat(out, "lru_crawler_starts", s.crawler.starts.Load())
+	// Lines are formatted straight into the watchers' buffers: none is
+	// ever dropped before that.
+	out = appendStat(out, "log_worker_dropped", 0)
+	out = appendStat(out, "log_worker_written", s.watch.written.Load())
+	out = appendStat(out, "log_watcher_skipped", s.watch.skipped.Load())
+	out = appendStat(out, "log_watcher_sent", s.watch.sent.Load())
+	out = appendStat(out, "log_watchers", uint64(s.watch.count.Load()))
 	out = appendStat(out, "bytes", cs.Bytes)
 	out = appendStat(out, "curr_items", cs.CurrItems)
 	out = appendStat(out, "total_items", cs.TotalItems)

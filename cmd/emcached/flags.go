@@ -77,6 +77,8 @@ type options struct {
 	noDump       bool // -X
 	delimiter    byte // -D
 	noCrawler    bool // -o no_lru_crawler, no_modern
+	noWatch      bool // -W
+	watcherBuf   int  // -o watcher_logbuf_size, in bytes
 	shutdownCmd  bool // -A
 	verbosity    int
 	user         string
@@ -261,7 +263,10 @@ var optSpecs = []optSpec{
 		o.noDump = true
 		return nil
 	}},
-	{'W', "disable-watch", noArg, ignoreFlag("-W")},
+	{'W', "disable-watch", noArg, func(o *options, _ string, _ bool) error {
+		o.noWatch = true
+		return nil
+	}},
 	{'R', "max-reqs-per-event", requiredArg, func(o *options, v string, _ bool) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -414,8 +419,8 @@ var ignoredSubopts = map[string]subopt{
 	"lru_maintainer": subFlag, "no_lru_maintainer": subFlag,
 	"hot_lru_pct": subValued, "warm_lru_pct": subValued,
 	"hot_max_factor": subValued, "warm_max_factor": subValued,
-	"temporary_ttl":       subValued,
-	"watcher_logbuf_size": subValued, "worker_logbuf_size": subValued,
+	"temporary_ttl":      subValued,
+	"worker_logbuf_size": subValued,
 	"read_buf_mem_limit": subValued, "resp_obj_mem_limit": subFlag,
 	"slab_reassign": subFlag, "no_slab_reassign": subFlag,
 	"slab_automove": subFlag, "no_slab_automove": subFlag,
@@ -453,6 +458,12 @@ func (o *options) parseSubopts(list string) error {
 			o.idleTimeout = time.Duration(n) * time.Second
 		case "modern":
 			// A no-op in memcached 1.6 as well.
+		case "watcher_logbuf_size":
+			kib, err := strconv.Atoi(val)
+			if !hasVal || err != nil || kib <= 0 || kib > 1<<20 {
+				return failf(exitFail, "Invalid watcher_logbuf_size %q: want kilobytes", val)
+			}
+			o.watcherBuf = kib << 10
 		case "lru_crawler", "no_lru_crawler":
 			o.noCrawler = name == "no_lru_crawler"
 		case "no_modern":

@@ -123,9 +123,10 @@ func TestParseArgsValid(t *testing.T) {
 			assert.Equal(t, "/run/mc.pid", o.pidFile)
 		}, 0},
 		{[]string{"-f", "1.5", "-n", "48", "-D", "/", "-L", "-k", "-r", "-X", "-W", "-N", "2"}, func(t *testing.T, o *options) {
-			assert.True(t, o.noDump)
+			assert.True(t, o.noDump && o.noWatch)
 			assert.Equal(t, byte('/'), o.delimiter)
-		}, 7},
+		}, 6},
+		{[]string{"-o", "watcher_logbuf_size=8"}, func(t *testing.T, o *options) { assert.Equal(t, 8<<10, o.watcherBuf) }, 0},
 		{[]string{"stray"}, func(t *testing.T, o *options) { assert.Equal(t, 11211, o.port) }, 1},
 		{[]string{"-p", "1", "--", "-p", "2"}, func(t *testing.T, o *options) { assert.Equal(t, 1, o.port) }, 2},
 		{[]string{"-h"}, func(t *testing.T, o *options) { assert.Equal(t, modeHelp, o.mode) }, 0},

@@ -58,7 +58,7 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
                           user:password file $MEMCACHED_SASL_PWDB names)
 -F, --disable-flush-all   disable flush_all command
 -X, --disable-dumping     disable stats cachedump and lru_crawler metadump
--W, --disable-watch       disable watch commands (ignored)
+-W, --disable-watch       disable watch commands (live logging)
 -Y, --auth-file=<file>    enable ASCII protocol authentication. format:
                           user:pass lines
 -e, --memory-file=<file>  mmap a file for item memory (not supported)
@@ -69,6 +69,8 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
    - modern:              accepted; does nothing, as in memcached 1.6
    - no_lru_crawler:      start with lru_crawler commands disabled (also no_modern)
    - lru_crawler:         start with them enabled (default)
+   - watcher_logbuf_size: KB of log lines a watch connection may have
+                          waiting before lines are skipped (default: 256)
    memcached's other tuning options (hashpower, lru_*, slab_*, hash_algorithm,
    *_logbuf_size, read_buf_mem_limit, ssl_*, ext_*, ...) are accepted and
    ignored with a warning; an unknown one is an error.

@@ -151,6 +151,8 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			DisableDump:     o.noDump,
 			PrefixDelimiter: o.delimiter,
 			NoLRUCrawler:    o.noCrawler,
+			DisableWatch:    o.noWatch,
+			WatcherBufSize:  o.watcherBuf,
 			Verbosity:       o.verbosity,
 			Logger:          log,
 			Protocol:        o.protocol,
