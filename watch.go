@@ -29,6 +29,9 @@ const (
 	logSysEvents
 )
 
+// watchKinds are the names watch takes. sysevents is accepted for the
+// scripts that ask for it, but emcache has none of memcached's system
+// events to report (no slab mover; crawler passes are not logged).
 var watchKinds = map[string]uint32{
 	"fetchers": logFetchers, "mutations": logMutations, "evictions": logEvictions,
 	"connevents": logConnEvents, "rawcmds": logRawCmds, "sysevents": logSysEvents,
