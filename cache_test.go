@@ -1970,3 +1970,19 @@ func TestCacheWideArenaUnits(t *testing.T) {
 	}
 	assert.Equal(t, indexedBytes(c), c.Stats().Bytes)
 }
+
+// Values near the item size limit replace one another whole: a shard whose
+// main ring fits three keeps three, instead of evicting a further one for
+// the few bytes of slack it keeps for moving small records.
+func TestCacheKeepsAsManyLargeValuesAsFit(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 4 << 20, MaxItemSize: 1 << 20})
+	require.Len(t, c.shards, 1)
+	value := make([]byte, 1<<20-1024)
+	for i := range 20 {
+		_, err := c.Set(fmt.Appendf(nil, "k%d", i), value, 0, 0)
+		require.NoError(t, err)
+		if i >= 2 {
+			require.Equal(t, uint64(3), c.Stats().CurrItems, "after %d stores", i+1)
+		}
+	}
+}

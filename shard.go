@@ -770,7 +770,10 @@ func (s *shard) skipAt(r *ring, tp uint64) (off, n uint64, isHole bool) {
 // again afterwards. n must not exceed r.size.
 func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 	n = s.span(n)
-	need := n + s.slack(r)
+	need := n
+	if n*bigRecordShare < r.size {
+		need += s.slack(r)
+	}
 	budget := moveBudget
 	if s.noEvict {
 		// Without eviction, live items are moved aside to reach dead space
@@ -1078,6 +1081,14 @@ func (s *shard) retime(key []byte, h uint64, off uint64, exp, now uint32) (uint6
 	s.setExpiry(off, exp)
 	return off, true
 }
+
+// bigRecordShare: a record larger than 1/bigRecordShare of its ring is
+// allocated without the move slack. Such records replace one another, so
+// the room one frees is exactly the next one's, and keeping the slack
+// besides would evict a whole further record each time (a 4 MB shard would
+// hold two 1 MB values, not three); a move that then finds no slack sets
+// its item aside instead (relocate).
+const bigRecordShare = 16
 
 // slack is the free space r keeps outside an allocation (moveSlack).
 func (s *shard) slack(r *ring) uint64 {
