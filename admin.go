@@ -9,10 +9,10 @@ import (
 	"sync/atomic"
 )
 
-// memcached's introspection and tuning commands. The item walks behind: `lru_crawler
-// metadump` (streamed, any size), `stats cachedump` (bounded, like
-// memcached's 2 MB) and `lru_crawler crawl` (an immediate pass of the
-// reclaimer). emcache has no slab classes; every item is in class 1, as
+// memcached's introspection and tuning commands, and the item walks behind
+// them: `lru_crawler metadump` (streamed, any size), `stats cachedump`
+// (bounded, like memcached's 2 MB) and `lru_crawler crawl` (an immediate
+// pass of the reclaimer). emcache has no slab classes; every item is in class 1, as
 // `stats items` and `stats slabs` report. The slab and LRU tuning commands
 // (`slabs automove`, `lru tune|mode|temp_ttl`) are checked as memcached
 // checks them and accepted, like the tuning options of -o: there is no
@@ -33,7 +33,7 @@ type dumpEntry struct {
 // dumpShard calls fn for the live items of shard i from slot *next on,
 // without touching them, and reports whether it reached the shard's end:
 // fn returning false stops the walk after that item, and a call visits at
-// most dumpSlots slots, with *next where the next call resumes. The lock is
+// most holdSlots slots, with *next where the next call resumes. The lock is
 // held only during a call: items that move between calls (the index shifts
 // entries as others come and go) may be missed or shown twice, as
 // memcached's crawler may while its LRU changes.
@@ -46,7 +46,7 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 	}
 	now := c.clock()
 	var e dumpEntry
-	for end := min(*next+dumpSlots, s.nslots); *next < end; *next++ {
+	for end := min(*next+holdSlots, s.nslots); *next < end; *next++ {
 		slot := s.slots[*next]
 		if slot == 0 {
 			continue
@@ -74,9 +74,9 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 	return *next >= s.nslots
 }
 
-// dumpSlots bounds the index slots one dumpShard call visits, and so how
-// long a dump holds a shard's lock.
-const dumpSlots = 4096
+// holdSlots bounds the index slots a dump or an explicit crawl visits per
+// hold of a shard's lock, and so how long other requests wait for it.
+const holdSlots = 4096
 
 // peekSize returns the value length of the live item under key, without
 // touching it or counting a read.
@@ -100,31 +100,30 @@ func (c *Cache) peekSize(key []byte) (int, bool) {
 
 // indexSize returns the index slots of all shards and the bytes of their
 // indexes (ghost tables included): memcached's hash table figures.
-func (c *Cache) indexSize() (slots, bytes uint64) {
+func (c *Cache) indexSize() (slots, size uint64) {
 	for _, s := range c.shards {
 		s.mu.Lock()
 		slots += s.nslots
-		bytes += uint64(len(s.slots)*4 + len(s.ghost)*2)
+		size += uint64(len(s.slots)*4 + len(s.ghost)*2)
 		s.mu.Unlock()
 	}
-	return slots, bytes
+	return slots, size
 }
 
-// reclaimAll runs the reclaimer over every shard's whole index at once, a
-// bounded number of slots per lock hold.
+// reclaimAll runs the reclaimer over every shard's whole index at once,
+// holdSlots slots per hold of the lock.
 func (c *Cache) reclaimAll() {
-	const chunk = 4096
 	for _, s := range c.shards {
 		s.mu.Lock()
 		n := len(s.slots)
 		s.mu.Unlock()
-		for done := 0; done < n; done += chunk {
+		for done := 0; done < n; done += holdSlots {
 			s.mu.Lock()
 			if s.closed() {
 				s.mu.Unlock()
 				return
 			}
-			s.crawl(min(chunk, n-done), c.clock())
+			s.crawl(min(holdSlots, n-done), c.clock())
 			s.mu.Unlock()
 		}
 	}
