@@ -218,6 +218,7 @@ func TestTextProtocolCommands(t *testing.T) {
 			want: "CLIENT_ERROR usage: stats detail on|off|dump\r\nOK\r\nEND\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\n"},
 		{name: "stats sizes", req: "stats sizes\r\n", want: "STAT sizes_status disabled\r\nEND\r\n"},
 		{name: "stats sizes_disable", req: "stats sizes_disable\r\n", want: "STAT sizes_status disabled\r\n"},
+		{name: "stats extstore", req: "stats extstore\r\n", want: "END\r\n"},
 		{name: "stats cachedump", setup: "set a 5 0 1\r\nx\r\nset b 0 1000 3\r\nyyy\r\n",
 			req:    "stats cachedump 1 0\r\nstats cachedump 1 1\r\nstats cachedump 2 0\r\n",
 			wantRe: `^(ITEM a \[1 b; 0 s\]\r\nITEM b \[3 b; \d{10} s\]\r\n|ITEM b \[3 b; \d{10} s\]\r\nITEM a \[1 b; 0 s\]\r\n)END\r\nITEM [ab] \[[13] b; \d+ s\]\r\nEND\r\nEND\r\n$`},

@@ -55,6 +55,10 @@ func (s *Server) statsCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	case "sizes_disable":
 		// memcached ends this one reply without END.
 		return appendStatStr(out, "sizes_status", "disabled")
+	case "extstore":
+		// Debian's memcached is built with extstore and answers an empty
+		// list when none is configured; there is none here either.
+		return append(out, rEnd...)
 	case "cachedump":
 		if s.cfg.DisableDump {
 			return append(out, rCachedumpOff...)
