@@ -549,7 +549,7 @@ func (s *Server) binDelta(out []byte, h *binHeader, incr, quiet bool, ext, key [
 	if errors.Is(err, ErrNotFound) && create {
 		var digits [20]byte
 		v = initial
-		cas, err = s.cache.Add(key, strconv.AppendUint(digits[:0], initial, 10), 0, int64(exp))
+		cas, err = s.cache.store(modeCreate, key, strconv.AppendUint(digits[:0], initial, 10), 0, int64(exp), 0)
 		if errors.Is(err, ErrNotStored) {
 			// Someone stored the key since the miss.
 			return appendBinError(out, h, binNotStored)

@@ -827,3 +827,15 @@ func TestBinaryClosedCache(t *testing.T) {
 	_, err = c.binConcatCAS(false, []byte("k"), []byte("v"), 1)
 	require.ErrorIs(t, err, ErrClosed)
 }
+
+// The initial value an increment stores on a miss is not a set in
+// memcached's counters (complete_incr_bin stores it without counting).
+func TestBinaryIncrementCreateIsNotASet(t *testing.T) {
+	s, addr := startBinServer(t, ServerConfig{}, Config{})
+	conn := protoDial(t, addr)
+	create := bDelta(binOpIncrement, "ctr", 5, 40, 0)
+	binRoundTrip(t, conn, []binMsg{create}, []binMsg{bNumber(create, 40)})
+	st := s.cache.Stats()
+	assert.Zero(t, st.CmdSet)
+	assert.Equal(t, uint64(1), st.TotalItems)
+}

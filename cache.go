@@ -486,6 +486,9 @@ const (
 	modeAppend
 	modePrepend
 	modeCAS
+	// modeCreate is an add that memcached does not count as a set: the
+	// initial value a binary increment stores on a miss.
+	modeCreate
 )
 
 // Set stores value under key unconditionally and returns its new CAS.
@@ -533,10 +536,14 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	defer s.mu.Unlock()
 	// memcached counts every store whose item it could allocate, refused
 	// ones included: the too-large and out-of-memory paths take it back.
-	s.st.cmdSet++
+	counted := uint64(1)
+	if mode == modeCreate {
+		counted = 0
+	}
+	s.st.cmdSet += counted
 	slot, off, found := s.lookup(key, h, now)
 	switch mode {
-	case modeAdd:
+	case modeAdd, modeCreate:
 		if found {
 			s.touchRead(off, now) // memcached bumps an item a failed add hit
 			return 0, ErrNotStored
@@ -563,7 +570,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 		flags, exp = s.flags(off), s.expiry(off)
 	}
 	if c.itemSize(len(key), valLen, flags) > c.maxItemSize {
-		s.st.cmdSet--
+		s.st.cmdSet -= counted
 		s.st.storeTooLarge++
 		if found && mode == modeSet {
 			s.unlink(slot)
@@ -577,7 +584,7 @@ func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime i
 	oldInMain := found && off >= s.main.base
 	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, 0, false, h, oldInMain, now)
 	if !ok {
-		s.st.cmdSet--
+		s.st.cmdSet -= counted
 		s.st.storeNoMemory++
 		if slot, found := s.find(key, h); found && mode == modeSet {
 			s.unlink(slot)
