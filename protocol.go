@@ -96,7 +96,7 @@ const (
 	stGetKeys                    // more keys of a retrieval command
 	stGetDrop                    // the rest of a retrieval line after a NUL byte: ignored, then END
 	stSkipLine                   // the rest of a line already answered with an error
-	stDump                       // an lru_crawler metadump streaming out (dump.go)
+	stDump                       // an lru_crawler metadump streaming out (admin.go)
 )
 
 // storeCmd is the storage command waiting for its data block.
@@ -611,9 +611,10 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 		n := len(out)
 		var size int
 		out, size = s.appendValue(out, key, pc.getCAS, pc.getTouch, pc.getExp)
-		s.prefixes.record(key, prefixGet, len(out) > n)
+		hit := len(out) > n
+		s.prefixes.record(key, prefixGet, hit)
 		if s.watch.wants(logFetchers) {
-			s.logGet(pc.fd, key, len(out) > n, size)
+			s.logGet(pc.fd, key, hit, size)
 		}
 		i += j
 		if len(out) >= limit && skipSpaces(region, i) < len(region) {
@@ -739,13 +740,13 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 	return lineLen, out, actNone
 }
 
-// maxItemSize is the largest item the server accepts, header and key
-// included, as the cache counts it.
 // tooLarge reports whether an item is over the server's item size limit.
 func (s *Server) tooLarge(keyLen, valLen int, flags uint32) bool {
 	return s.cache.itemSize(keyLen, valLen, flags) > s.maxItemSize()
 }
 
+// maxItemSize is the largest item the server accepts, header and key
+// included, as the cache counts it.
 func (s *Server) maxItemSize() int {
 	m := s.cache.MaxItemSize()
 	if s.cfg.MaxItemSize > 0 && s.cfg.MaxItemSize < m {

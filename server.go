@@ -1093,7 +1093,8 @@ func (w *worker) handToWatchers(c *conn, out []byte) {
 		s.open.Add(-1)
 	}
 	if !s.watch.add(fd, c.proto.watchKinds, out, release) {
-		// The server is stopping: its hub takes no more watchers.
+		// The server is stopping, or other watchers took the last places
+		// since the command was answered.
 		w.closeConn(c)
 		return
 	}
