@@ -78,26 +78,6 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 // hold of a shard's lock, and so how long other requests wait for it.
 const holdSlots = 4096
 
-// peekSize returns the value length of the live item under key, without
-// touching it or counting a read.
-func (c *Cache) peekSize(key []byte) (int, bool) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return 0, false
-	}
-	defer s.mu.Unlock()
-	slot, ok := s.find(key, h)
-	if !ok {
-		return 0, false
-	}
-	off := s.offAt(slot)
-	if expired(s.expiry(off), now) {
-		return 0, false
-	}
-	vl, _ := s.layout(off)
-	return int(vl), true
-}
-
 // indexSize returns the index slots of all shards and the bytes of their
 // indexes (ghost tables included): memcached's hash table figures.
 func (c *Cache) indexSize() (slots, size uint64) {

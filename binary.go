@@ -3,9 +3,7 @@ package emcache
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -322,7 +320,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 			}
 			// As memcached, a set refused for its size also drops the
 			// key's old value, so no client reads a stale one.
-			s.cache.refuseTooLarge(b[binHeaderLen+extlen:head], base == binOpSet)
+			s.cache.refuse(b[binHeaderLen+extlen:head], resultTooLarge, base == binOpSet)
 			pc.bin.swallow = vlen
 			return head, appendBinError(out, &h, binTooLarge), actNone
 		}
@@ -407,7 +405,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 // nothing.
 func (s *Server) binGet(fd int, out []byte, h *binHeader, key []byte, withKey, quiet, touch bool, exp int64) []byte {
 	size := 0
-	hit := s.cache.view(key, touch, exp, func(v []byte, flags uint32, cas uint64) {
+	hit := s.cache.view(key, touch, exp, func(v []byte, flags, _ uint32, cas uint64) {
 		size = len(v)
 		kl := 0
 		if withKey {
@@ -421,12 +419,12 @@ func (s *Server) binGet(fd int, out []byte, h *binHeader, key []byte, withKey, q
 		}
 		out = append(out, v...)
 	})
-	s.prefixes.record(key, prefixGet, hit)
+	s.prefixes.record(key, prefixGet, hit == resultOK)
 	if s.watch.wants(logFetchers) {
-		s.logGet(fd, key, hit, size)
+		s.logGet(fd, key, hit == resultOK, size)
 	}
 	switch {
-	case hit || quiet:
+	case hit == resultOK || quiet:
 		return out
 	case withKey:
 		// memcached answers a keyed miss with the key instead of a text.
@@ -438,81 +436,74 @@ func (s *Server) binGet(fd int, out []byte, h *binHeader, key []byte, withKey, q
 
 // binTouch serves TOUCH, which answers with the item's flags.
 func (s *Server) binTouch(out []byte, h *binHeader, key []byte, exp int64) []byte {
-	hit := s.cache.view(key, true, exp, func(_ []byte, flags uint32, cas uint64) {
+	res := s.cache.view(key, true, exp, func(_ []byte, flags, _ uint32, cas uint64) {
 		out = appendBinHeader(out, h, binOK, 0, 4, 4, cas)
 		out = binary.BigEndian.AppendUint32(out, flags)
 	})
-	if hit {
+	if res == resultOK {
 		return out
 	}
 	return appendBinError(out, h, binNotFound)
 }
 
+// binStoreKind is the store kind of a storage opcode.
+func binStoreKind(base uint8) storeKind {
+	switch base {
+	case binOpAdd:
+		return storeAdd
+	case binOpReplace:
+		return storeReplace
+	case binOpAppend:
+		return storeAppend
+	case binOpPrepend:
+		return storePrepend
+	}
+	return storeSet
+}
+
 // binStore serves SET, ADD, REPLACE, APPEND and PREPEND. A CAS in the
 // request makes any of them conditional on the item's CAS, as in memcached.
 func (s *Server) binStore(fd int, out []byte, h *binHeader, base uint8, quiet bool, ext, key, val []byte) []byte {
-	c := s.cache
-	cas := h.cas
-	if c.noCAS {
-		// With CAS disabled memcached drops the request's CAS: a plain
-		// store.
-		cas = 0
+	r := storeReq{kind: binStoreKind(base), key: key, value: val}
+	if !r.kind.concat() {
+		r.flags = binary.BigEndian.Uint32(ext)
+		r.exptime = int64(binary.BigEndian.Uint32(ext[4:]))
 	}
+	// memcached makes a set, add or replace with a CAS a cas command
+	// (process_bin_update); with CAS disabled it drops the request's CAS.
+	if h.cas != 0 && !s.cache.noCAS {
+		r.cas = h.cas
+		if !r.kind.concat() {
+			r.kind = storeCAS
+		}
+	}
+	r.dropOnFail = r.kind == storeSet
 	if s.watch.wants(logFetchers) {
 		s.logStoreLookup(fd, key)
 	}
-	var newCAS uint64
-	var err error
-	switch base {
-	case binOpSet, binOpAdd, binOpReplace:
-		flags := binary.BigEndian.Uint32(ext)
-		exp := int64(binary.BigEndian.Uint32(ext[4:]))
-		switch {
-		case cas != 0:
-			newCAS, err = c.CompareAndSwap(key, val, flags, exp, cas)
-		case base == binOpSet:
-			newCAS, err = c.Set(key, val, flags, exp)
-		case base == binOpAdd:
-			newCAS, err = c.Add(key, val, flags, exp)
-		default:
-			newCAS, err = c.Replace(key, val, flags, exp)
-		}
-	default:
-		prepend := base == binOpPrepend
-		switch {
-		case cas != 0:
-			newCAS, err = c.binConcatCAS(prepend, key, val, cas)
-		case prepend:
-			newCAS, err = c.Prepend(key, val)
-		default:
-			newCAS, err = c.Append(key, val)
-		}
-	}
+	res, cas, _ := s.cache.store(&r)
 	if s.watch.wants(logMutations) {
-		s.logStore(fd, key, storeStatusOf(err), binStoreCmdName(base, cas != 0), binStoreExptime(base, ext), len(val))
+		s.logStore(fd, key, res, r.kind, r.exptime, len(val))
 	}
-	if err == nil {
-		if quiet {
-			return out
-		}
-		return appendBinHeader(out, h, binOK, 0, 0, 0, newCAS)
-	}
-	concat := base == binOpAppend || base == binOpPrepend
 	switch {
-	case errors.Is(err, ErrExists):
+	case res == resultOK && quiet:
+		return out
+	case res == resultOK:
+		return appendBinHeader(out, h, binOK, 0, 0, 0, cas)
+	case res == resultExists:
 		return appendBinError(out, h, binExists)
-	case errors.Is(err, ErrNotFound):
+	case res == resultNotFound:
 		return appendBinError(out, h, binNotFound)
-	case concat:
+	case r.kind.concat():
 		// memcached has one answer for every append that did not happen.
 		return appendBinError(out, h, binNotStored)
-	case errors.Is(err, ErrTooLarge):
+	case res == resultTooLarge:
 		return appendBinError(out, h, binTooLarge)
-	case errors.Is(err, ErrNoMemory):
+	case res == resultNoMemory:
 		return appendBinText(out, h, binNoMemory, binNoMemoryStore)
-	case errors.Is(err, ErrNotStored) && base == binOpAdd:
+	case res == resultNotStored && r.kind == storeAdd:
 		return appendBinError(out, h, binExists)
-	case errors.Is(err, ErrNotStored) && base == binOpReplace:
+	case res == resultNotStored && r.kind == storeReplace:
 		return appendBinError(out, h, binNotFound)
 	}
 	return appendBinError(out, h, binNotStored)
@@ -520,19 +511,13 @@ func (s *Server) binStore(fd int, out []byte, h *binHeader, base uint8, quiet bo
 
 // binDelete serves DELETE; a CAS makes it conditional.
 func (s *Server) binDelete(out []byte, h *binHeader, key []byte, quiet bool) []byte {
-	var err error
-	if h.cas != 0 {
-		err = s.cache.binDeleteCAS(key, h.cas)
-	} else {
-		err = s.cache.Delete(key)
-	}
-	switch {
-	case err == nil:
+	switch s.cache.deleteItem(&deleteReq{key: key, hasCAS: h.cas != 0, cas: h.cas}) {
+	case resultOK:
 		if quiet {
 			return out
 		}
 		return appendBinHeader(out, h, binOK, 0, 0, 0, 0)
-	case errors.Is(err, ErrExists):
+	case resultExists:
 		return appendBinError(out, h, binExists)
 	}
 	return appendBinError(out, h, binNotFound)
@@ -541,34 +526,26 @@ func (s *Server) binDelete(out []byte, h *binHeader, key []byte, quiet bool) []b
 // binDelta serves INCREMENT and DECREMENT. Their extras are the delta, the
 // initial value stored on a miss and its expiration, binNoCreate for none.
 func (s *Server) binDelta(out []byte, h *binHeader, incr, quiet bool, ext, key []byte) []byte {
-	delta := binary.BigEndian.Uint64(ext)
-	initial := binary.BigEndian.Uint64(ext[8:])
 	exp := binary.BigEndian.Uint32(ext[16:])
-	create := exp != binNoCreate
-	v, cas, err := s.cache.addDelta(key, incr, delta, h.cas, create)
-	if errors.Is(err, ErrNotFound) && create {
-		var digits [20]byte
-		v = initial
-		cas, err = s.cache.store(modeCreate, key, strconv.AppendUint(digits[:0], initial, 10), 0, int64(exp), 0)
-		if errors.Is(err, ErrNotStored) {
-			// Someone stored the key since the miss.
-			return appendBinError(out, h, binNotStored)
-		}
+	r := arithReq{
+		key: key, decr: !incr, delta: binary.BigEndian.Uint64(ext), cas: h.cas,
+		create: exp != binNoCreate, initial: binary.BigEndian.Uint64(ext[8:]), exptime: int64(exp),
 	}
-	switch {
-	case err == nil:
+	res, v, cas, _ := s.cache.arith(&r, nil)
+	switch res {
+	case resultOK:
 		if quiet {
 			return out
 		}
 		out = appendBinHeader(out, h, binOK, 0, 0, 8, cas)
 		return binary.BigEndian.AppendUint64(out, v)
-	case errors.Is(err, ErrNotFound):
+	case resultNotFound:
 		return appendBinError(out, h, binNotFound)
-	case errors.Is(err, ErrExists):
+	case resultExists:
 		return appendBinError(out, h, binExists)
-	case errors.Is(err, ErrNotNumeric):
+	case resultNonNumeric:
 		return appendBinError(out, h, binNonNumeric)
-	case errors.Is(err, ErrNoMemory):
+	case resultNoMemory:
 		return appendBinText(out, h, binNoMemory, "Out of memory incrementing value")
 	}
 	return appendBinError(out, h, binNotStored)
@@ -652,66 +629,6 @@ func (s *Server) binStat(out []byte, h *binHeader, group []byte) []byte {
 		return appendBinError(out, h, binNotFound)
 	}
 	return appendBinHeader(out, h, binOK, 0, 0, 0, 0)
-}
-
-// binDeleteCAS deletes the item under key only if its CAS is cas: ErrExists
-// if it differs (binary DELETE with a CAS).
-func (c *Cache) binDeleteCAS(key []byte, cas uint64) error {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	slot, off, ok := s.lookup(key, h, now)
-	if !ok {
-		s.st.deleteMisses++
-		return ErrNotFound
-	}
-	if c.casOut(s.cas(off)) != cas {
-		return ErrExists
-	}
-	s.st.deleteHits++
-	s.unlink(slot)
-	return nil
-}
-
-// binConcatCAS appends (or prepends) value to the item under key only if its
-// CAS is cas. It builds the new value from the item it checked and stores
-// it with CompareAndSwap, so an item changed in between is not overwritten:
-// ErrExists, as if it had changed before.
-func (c *Cache) binConcatCAS(prepend bool, key, value []byte, cas uint64) (uint64, error) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return 0, err
-	}
-	_, off, ok := s.lookup(key, h, now)
-	if !ok {
-		s.mu.Unlock()
-		return 0, ErrNotStored
-	}
-	if c.casOut(s.cas(off)) != cas {
-		s.mu.Unlock()
-		return 0, ErrExists
-	}
-	old := s.value(off)
-	v := make([]byte, 0, len(old)+len(value))
-	if prepend {
-		v = append(append(v, value...), old...)
-	} else {
-		v = append(append(v, old...), value...)
-	}
-	flags := s.flags(off)
-	exp := int64(s.expiry(off))
-	if exp != 0 && exp <= relativeExptimeMax {
-		// A clock near the epoch: keep it absolute by making it relative.
-		exp -= int64(now)
-	}
-	s.mu.Unlock()
-	newCAS, err := c.CompareAndSwap(key, v, flags, exp, cas)
-	if errors.Is(err, ErrNotFound) {
-		return 0, ErrNotStored
-	}
-	return newCAS, err
 }
 
 // binaryFirst reports whether a connection whose first byte is b speaks the

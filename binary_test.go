@@ -3,7 +3,6 @@ package emcache
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"io"
 	"math"
 	"net"
@@ -821,11 +820,11 @@ func FuzzBinaryProtocol(f *testing.F) {
 func TestBinaryClosedCache(t *testing.T) {
 	c := newProtoCache(t, Config{})
 	require.NoError(t, c.Close())
-	_, _, err := c.addDelta([]byte("k"), true, 1, 0, true)
-	require.True(t, errors.Is(err, ErrClosed))
-	require.ErrorIs(t, c.binDeleteCAS([]byte("k"), 1), ErrClosed)
-	_, err = c.binConcatCAS(false, []byte("k"), []byte("v"), 1)
-	require.ErrorIs(t, err, ErrClosed)
+	res, _, _, _ := c.arith(&arithReq{key: []byte("k"), delta: 1, create: true}, nil)
+	assert.Equal(t, resultClosed, res)
+	assert.Equal(t, resultClosed, c.deleteItem(&deleteReq{key: []byte("k"), hasCAS: true, cas: 1}))
+	res, _, _ = c.store(&storeReq{kind: storeAppend, key: []byte("k"), value: []byte("v"), cas: 1})
+	assert.Equal(t, resultClosed, res)
 }
 
 // The initial value an increment stores on a miss is not a set in

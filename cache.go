@@ -10,16 +10,12 @@
 package emcache
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"math/bits"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Error is the type of the constant errors returned by the cache.
@@ -45,6 +41,12 @@ const (
 	ErrNoMemory = Error("emcache: out of memory storing item")
 	// ErrClosed: the cache was closed.
 	ErrClosed = Error("emcache: cache is closed")
+	// ErrMaxBytes: SetMaxBytes was given a limit that cannot hold the
+	// largest item in every shard.
+	ErrMaxBytes = Error("emcache: memory limit too small for the maximum item size")
+	// ErrMaxConnsTooLow: ServerConfig.MaxConns leaves no connection for
+	// clients once ReservedFDs and the listeners are counted.
+	ErrMaxConnsTooLow = Error("emcache: MaxConns too low")
 )
 
 // MaxKeyLen is the longest key memcached accepts.
@@ -342,88 +344,13 @@ func expiry(exptime int64, now uint32) uint32 {
 	}
 }
 
-func checkKey(key []byte) error {
-	if len(key) == 0 || len(key) > MaxKeyLen {
-		return ErrKeyInvalid
-	}
-	return nil
-}
-
 func (c *Cache) shardFor(h uint64) *shard { return c.shards[h&c.shardMask] }
-
-// acquire validates key and returns its shard locked, with the key's hash
-// and the current time; the caller unlocks.
-func (c *Cache) acquire(key []byte) (s *shard, h uint64, now uint32, err error) {
-	if err := checkKey(key); err != nil {
-		return nil, 0, 0, err
-	}
-	h = xxhash.Sum64(key)
-	s = c.shardFor(h)
-	now = c.clock()
-	s.mu.Lock()
-	if s.closed() {
-		s.mu.Unlock()
-		return nil, 0, 0, ErrClosed
-	}
-	return s, h, now, nil
-}
 
 func (c *Cache) casOut(cas uint64) uint64 {
 	if c.noCAS {
 		return 0
 	}
 	return cas
-}
-
-// view is the zero-copy read path of the protocol: on a hit it calls fn with
-// the value under the shard lock (fn must neither retain value nor call the
-// cache) and returns true. With touch it first sets the expiry, as gat does.
-func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte, flags uint32, cas uint64)) bool {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return false
-	}
-	off, ok := s.get(key, h, now, touch, exptime)
-	if ok {
-		value, flags, _, cas := s.decode(off)
-		fn(value, flags, c.casOut(cas))
-	}
-	s.mu.Unlock()
-	return ok
-}
-
-// get looks up key for a read and counts it; with touch it also sets the
-// expiry.
-func (s *shard) get(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, bool) {
-	// memcached's gat counts only as a touch.
-	if touch {
-		s.st.cmdTouch++
-	} else {
-		s.st.cmdGet++
-	}
-	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
-	if wasExpired && !touch {
-		s.st.getExpired++
-	}
-	if ok && touch {
-		// Room for the expiry may cost the item itself, when it was the
-		// next to go: then it is gone before the touch.
-		off, ok = s.retime(key, h, off, expiry(exptime, now), now)
-	}
-	switch {
-	case !ok && touch:
-		s.st.touchMisses++
-		return 0, false
-	case !ok:
-		s.st.getMisses++
-		return 0, false
-	case touch:
-		s.st.touchHits++
-	default:
-		s.st.getHits++
-	}
-	s.touchRead(off, now)
-	return off, true
 }
 
 // Get returns a copy of the item stored under key, or ErrNotFound.
@@ -447,22 +374,16 @@ func (c *Cache) GetAndTouch(key []byte, exptime int64) (Item, error) {
 }
 
 func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, Item, error) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return dst, Item{}, err
-	}
-	defer s.mu.Unlock()
-	off, ok := s.get(key, h, now, touch, exptime)
-	if !ok {
-		return dst, Item{}, ErrNotFound
-	}
-	value, flags, exp, cas := s.decode(off)
-	if dst == nil {
-		dst = make([]byte, 0, len(value))
-	}
-	n := len(dst)
-	dst = append(dst, value...)
-	return dst, Item{Value: dst[n:len(dst):len(dst)], Flags: flags, Exptime: int64(exp), CAS: c.casOut(cas)}, nil
+	var it Item
+	res := c.view(key, touch, exptime, func(value []byte, flags, exp uint32, cas uint64) {
+		if dst == nil {
+			dst = make([]byte, 0, len(value))
+		}
+		n := len(dst)
+		dst = append(dst, value...)
+		it = Item{Value: dst[n:len(dst):len(dst)], Flags: flags, Exptime: int64(exp), CAS: cas}
+	})
+	return dst, it, res.err()
 }
 
 // GetMulti returns the items found among keys, keyed by string(key).
@@ -476,325 +397,74 @@ func (c *Cache) GetMulti(keys [][]byte) map[string]Item {
 	return found
 }
 
-// storeMode selects the semantics of one of memcached's storage commands.
-type storeMode uint8
-
-const (
-	modeSet storeMode = iota
-	modeAdd
-	modeReplace
-	modeAppend
-	modePrepend
-	modeCAS
-	// modeCreate is an add that memcached does not count as a set: the
-	// initial value a binary increment stores on a miss.
-	modeCreate
-)
-
 // Set stores value under key unconditionally and returns its new CAS.
 // exptime follows memcached: 0 never expires, up to 30 days is relative
 // seconds, larger is an absolute Unix time, negative is already expired.
 // When the item is too large or cannot be stored, any old item under key is
 // removed, as memcached does.
 func (c *Cache) Set(key, value []byte, flags uint32, exptime int64) (uint64, error) {
-	return c.store(modeSet, key, value, flags, exptime, 0)
+	return c.storeAPI(&storeReq{kind: storeSet, key: key, value: value, flags: flags, exptime: exptime, dropOnFail: true})
 }
 
 // Add stores value only if key holds no live item, else ErrNotStored.
 func (c *Cache) Add(key, value []byte, flags uint32, exptime int64) (uint64, error) {
-	return c.store(modeAdd, key, value, flags, exptime, 0)
+	return c.storeAPI(&storeReq{kind: storeAdd, key: key, value: value, flags: flags, exptime: exptime})
 }
 
 // Replace stores value only if key holds a live item, else ErrNotStored.
 func (c *Cache) Replace(key, value []byte, flags uint32, exptime int64) (uint64, error) {
-	return c.store(modeReplace, key, value, flags, exptime, 0)
+	return c.storeAPI(&storeReq{kind: storeReplace, key: key, value: value, flags: flags, exptime: exptime})
 }
 
 // Append adds value after the existing item's data, keeping its flags and
 // expiration; ErrNotStored if key holds no live item.
 func (c *Cache) Append(key, value []byte) (uint64, error) {
-	return c.store(modeAppend, key, value, 0, 0, 0)
+	return c.storeAPI(&storeReq{kind: storeAppend, key: key, value: value})
 }
 
 // Prepend adds value before the existing item's data, keeping its flags and
 // expiration; ErrNotStored if key holds no live item.
 func (c *Cache) Prepend(key, value []byte) (uint64, error) {
-	return c.store(modePrepend, key, value, 0, 0, 0)
+	return c.storeAPI(&storeReq{kind: storePrepend, key: key, value: value})
 }
 
 // CompareAndSwap stores value only if the item's CAS still equals cas:
-// ErrNotFound if there is no item, ErrExists if it changed since read.
+// ErrNotFound if there is no item, ErrExists if it changed since read (or
+// the cache has no CAS values: Config.NoCAS).
 func (c *Cache) CompareAndSwap(key, value []byte, flags uint32, exptime int64, cas uint64) (uint64, error) {
-	return c.store(modeCAS, key, value, flags, exptime, cas)
+	return c.storeAPI(&storeReq{kind: storeCAS, key: key, value: value, flags: flags, exptime: exptime, cas: cas})
 }
 
-func (c *Cache) store(mode storeMode, key, value []byte, flags uint32, exptime int64, cas uint64) (uint64, error) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return 0, err
-	}
-	defer s.mu.Unlock()
-	// memcached counts every store whose item it could allocate, refused
-	// ones included: the too-large and out-of-memory paths take it back.
-	counted := uint64(1)
-	if mode == modeCreate {
-		counted = 0
-	}
-	s.st.cmdSet += counted
-	slot, off, found := s.lookup(key, h, now)
-	switch mode {
-	case modeAdd, modeCreate:
-		if found {
-			s.touchRead(off, now) // memcached bumps an item a failed add hit
-			return 0, ErrNotStored
-		}
-	case modeReplace, modeAppend, modePrepend:
-		if !found {
-			return 0, ErrNotStored
-		}
-	case modeCAS:
-		if !found {
-			s.st.casMisses++
-			return 0, ErrNotFound
-		}
-		if c.casOut(s.cas(off)) != cas {
-			s.st.casBadval++
-			return 0, ErrExists
-		}
-		s.st.casHits++
-	}
-	valLen := len(value)
-	exp := expiry(exptime, now)
-	if mode == modeAppend || mode == modePrepend {
-		valLen += len(s.value(off))
-		flags, exp = s.flags(off), s.expiry(off)
-	}
-	if c.itemSize(len(key), valLen, flags) > c.maxItemSize {
-		s.st.cmdSet -= counted
-		s.st.storeTooLarge++
-		if found && mode == modeSet {
-			s.unlink(slot)
-		}
-		return 0, ErrTooLarge
-	}
-	var bits byte
-	if found {
-		bits = s.bits(off) & freqMask
-	}
-	oldInMain := found && off >= s.main.base
-	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, 0, false, h, oldInMain, now)
-	if !ok {
-		s.st.cmdSet -= counted
-		s.st.storeNoMemory++
-		if slot, found := s.find(key, h); found && mode == modeSet {
-			s.unlink(slot)
-		}
-		return 0, ErrNoMemory
-	}
-	// Making room may have evicted or moved the old item: look again.
-	slot, off, found = s.lookup(key, h, now)
-	if !found && (mode == modeAppend || mode == modePrepend) {
-		s.hole(dst, size)
-		return 0, ErrNotStored
-	}
-	v := s.write(dst, key, valLen, flags, exp, now, cas, bits, false)
-	switch mode {
-	case modeAppend:
-		copy(v[copy(v, s.value(off)):], value)
-	case modePrepend:
-		copy(v[copy(v, value):], s.value(off))
-	default:
-		copy(v, value)
-	}
-	s.link(key, h, slot, found, dst)
-	s.st.totalItems++
-	return c.casOut(s.cas(dst)), nil
-}
-
-// countBadBlock counts a store whose data block did not end in CRLF: it
-// stores nothing, yet memcached counts it in cmd_set.
-func (c *Cache) countBadBlock(key []byte) {
-	s, _, _, err := c.acquire(key)
-	if err != nil {
-		return
-	}
-	s.st.cmdSet++
-	s.mu.Unlock()
-}
-
-// refuseTooLarge records a store refused for size before its value was
-// read (the protocol swallows such a value without buffering it): the
-// counter, and for set the removal of the old item, as memcached does.
-func (c *Cache) refuseTooLarge(key []byte, unlinkOld bool) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return
-	}
-	defer s.mu.Unlock()
-	s.st.storeTooLarge++
-	if slot, _, found := s.lookup(key, h, now); found && unlinkOld {
-		s.unlink(slot)
-	}
+func (c *Cache) storeAPI(r *storeReq) (uint64, error) {
+	res, cas, _ := c.store(r)
+	return cas, res.err()
 }
 
 // Delete removes the item under key, or returns ErrNotFound.
 func (c *Cache) Delete(key []byte) error {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	slot, _, ok := s.lookup(key, h, now)
-	if !ok {
-		s.st.deleteMisses++
-		return ErrNotFound
-	}
-	s.st.deleteHits++
-	s.unlink(slot)
-	return nil
+	return c.deleteItem(&deleteReq{key: key}).err()
 }
 
 // Touch sets the expiration of the item under key, or returns ErrNotFound.
 func (c *Cache) Touch(key []byte, exptime int64) error {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	s.st.cmdTouch++
-	_, off, ok := s.lookup(key, h, now)
-	if ok {
-		off, ok = s.retime(key, h, off, expiry(exptime, now), now)
-	}
-	if !ok {
-		s.st.touchMisses++
-		return ErrNotFound
-	}
-	s.st.touchHits++
-	s.touchRead(off, now)
-	return nil
+	return c.view(key, true, exptime, nil).err()
 }
 
 // Incr adds delta to the decimal number stored under key, wrapping at 2^64,
 // and returns the result. ErrNotFound if absent, ErrNotNumeric if the value
-// is not a decimal uint64.
+// is not a decimal uint64 (memcached's strtoull: leading spaces allowed,
+// anything after the digits a space).
 func (c *Cache) Incr(key []byte, delta uint64) (uint64, error) {
-	n, _, err := c.addDelta(key, true, delta, 0, false)
-	return n, err
+	res, n, _, _ := c.arith(&arithReq{key: key, delta: delta}, nil)
+	return n, res.err()
 }
 
 // Decr subtracts delta from the decimal number stored under key, stopping at
 // zero, and returns the result. Like memcached, a result with fewer digits is
 // stored space-padded to the old length.
 func (c *Cache) Decr(key []byte, delta uint64) (uint64, error) {
-	n, _, err := c.addDelta(key, false, delta, 0, false)
-	return n, err
-}
-
-// addDelta is Incr and Decr, and the binary protocol's INCREMENT and
-// DECREMENT: it also returns the new CAS, a non-zero cas makes it
-// conditional (ErrExists when the item changed), and with create a miss is
-// not counted, since the caller then stores an initial value (memcached's
-// complete_incr_bin).
-func (c *Cache) addDelta(key []byte, incr bool, delta, cas uint64, create bool) (uint64, uint64, error) {
-	s, h, now, err := c.acquire(key)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer s.mu.Unlock()
-	_, off, ok := s.lookup(key, h, now)
-	if !ok {
-		switch {
-		case create:
-		case incr:
-			s.st.incrMisses++
-		default:
-			s.st.decrMisses++
-		}
-		return 0, 0, ErrNotFound
-	}
-	if cas != 0 && c.casOut(s.cas(off)) != cas {
-		return 0, 0, ErrExists
-	}
-	n, ok := parseUint(s.value(off))
-	if !ok {
-		return 0, 0, ErrNotNumeric
-	}
-	if incr {
-		s.st.incrHits++
-		n += delta
-	} else {
-		s.st.decrHits++
-		n -= min(n, delta)
-	}
-	var digits [20]byte
-	d := strconv.AppendUint(digits[:0], n, 10)
-	if len(d) <= len(s.value(off)) {
-		// In place, as memcached does when the number still fits (unless
-		// making room for the CAS cost the item: then as below).
-		if off, ok = s.widen(key, h, off, now); ok {
-			padNumber(s.value(off), d)
-			newCAS := s.nextCAS()
-			s.setCAS(off, newCAS)
-			s.touchRead(off, now)
-			return n, c.casOut(newCAS), nil
-		}
-	}
-	// A counter's record is wide, so its next change fits in place.
-	dst, _, cas, ok := s.place(len(key), len(d), 0, 0, 0, true, h, off >= s.main.base, now)
-	if !ok {
-		s.st.storeNoMemory++
-		return 0, 0, ErrNoMemory
-	}
-	// Making room may have evicted the item; memcached would still have
-	// stored the result, as a new item, and so do we.
-	slot, off, found := s.lookup(key, h, now)
-	var flags, exp uint32
-	var bits byte
-	if found {
-		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&freqMask
-	}
-	copy(s.write(dst, key, len(d), flags, exp, now, cas, bits, true), d)
-	s.link(key, h, slot, found, dst)
-	s.st.totalItems++
-	return n, c.casOut(s.cas(dst)), nil
-}
-
-// padNumber writes the digits d over the value v, which is at least as
-// long, and fills the rest with spaces, as memcached rewrites a number in
-// place (the old value may carry any number of trailing spaces).
-func padNumber(v, d []byte) {
-	for i := copy(v, d); i < len(v); i++ {
-		v[i] = ' '
-	}
-}
-
-// parseUint parses a value as memcached's strtoull does for incr/decr:
-// leading spaces allowed, then decimal digits, then optional trailing spaces
-// (left by an earlier in-place decrement) or CRLF.
-func parseUint(b []byte) (uint64, bool) {
-	i := 0
-	for i < len(b) && b[i] == ' ' {
-		i++
-	}
-	start := i
-	var n uint64
-	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		d := uint64(b[i] - '0')
-		if n > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	if i == start {
-		return 0, false
-	}
-	for ; i < len(b); i++ {
-		if b[i] != ' ' && b[i] != '\r' && b[i] != '\n' {
-			return 0, false
-		}
-	}
-	return n, true
+	res, n, _, _ := c.arith(&arithReq{key: key, decr: true, delta: delta}, nil)
+	return n, res.err()
 }
 
 // FlushAll invalidates every item stored before now+delay; with delay <= 0
@@ -883,10 +553,6 @@ func (c *Cache) MaxBytes() int64 { return c.maxBytes.Load() }
 
 // MaxItemSize returns the largest item the cache stores, header included.
 func (c *Cache) MaxItemSize() int { return c.maxItemSize }
-
-// ErrMaxBytes is returned by SetMaxBytes for a limit that cannot hold the
-// configured largest item in every shard.
-var ErrMaxBytes = errors.New("emcache: memory limit too small for the maximum item size")
 
 // SetMaxBytes changes the memory limit at run time (memcached's
 // cache_memlimit). Items are moved into new arenas; when shrinking, the

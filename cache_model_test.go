@@ -225,7 +225,7 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 				require.ErrorIs(t, err, ErrNotFound)
 				continue
 			}
-			old, ok := parseUint(m.value)
+			old, ok := parseCounter(m.value)
 			if !ok {
 				require.ErrorIs(t, err, ErrNotNumeric, "value %q", m.value)
 				continue

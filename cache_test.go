@@ -302,6 +302,9 @@ func TestCacheIncrDecr(t *testing.T) {
 		{name: "digits then letters", value: "12abc", incr: true, delta: 1, wantErr: ErrNotNumeric},
 		{name: "2^64 overflows", value: "18446744073709551616", incr: true, delta: 1, wantErr: ErrNotNumeric},
 		{name: "21 digits", value: "123456789012345678901", delta: 1, wantErr: ErrNotNumeric},
+		// memcached's strtoull stops at the first space and takes the number.
+		{name: "digits, space, letters", value: "12 abc", incr: true, delta: 1, want: 13, wantValue: "13    "},
+		{name: "leading zeros past 20 digits", value: "000000000000000000000012", incr: true, delta: 1, want: 13, wantValue: "13" + strings.Repeat(" ", 22)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -572,7 +575,6 @@ func TestCacheNoCAS(t *testing.T) {
 		{"Replace", func() (uint64, error) { return c.Replace(k, []byte("1"), 0, 0) }},
 		{"Append", func() (uint64, error) { return c.Append(k, []byte("0")) }},
 		{"Prepend", func() (uint64, error) { return c.Prepend(k, []byte("1")) }},
-		{"CompareAndSwap with 0 succeeds", func() (uint64, error) { return c.CompareAndSwap(k, []byte("5"), 0, 0, 0) }},
 		{"Get after Incr", func() (uint64, error) {
 			if _, err := c.Incr(k, 1); err != nil {
 				return 1, err
@@ -582,7 +584,7 @@ func TestCacheNoCAS(t *testing.T) {
 		}},
 		{"view", func() (uint64, error) {
 			var got uint64 = 1
-			c.view(k, false, 0, func(_ []byte, _ uint32, cas uint64) { got = cas })
+			c.view(k, false, 0, func(_ []byte, _, _ uint32, cas uint64) { got = cas })
 			return got, nil
 		}},
 		{"Add", func() (uint64, error) {
@@ -595,8 +597,11 @@ func TestCacheNoCAS(t *testing.T) {
 		require.NoError(t, err, op.name)
 		assert.Zero(t, cas, op.name)
 	}
-	_, err := c.CompareAndSwap(k, []byte("x"), 0, 0, 1)
-	assert.ErrorIs(t, err, ErrExists, "a nonzero CAS never matches")
+	// As memcached -C: without CAS values no CAS matches, 0 included.
+	for _, cas := range []uint64{0, 1} {
+		_, err := c.CompareAndSwap(k, []byte("x"), 0, 0, cas)
+		assert.ErrorIs(t, err, ErrExists, "CAS %d", cas)
+	}
 }
 
 func TestCacheTouch(t *testing.T) {
@@ -1147,22 +1152,22 @@ func TestCacheView(t *testing.T) {
 	c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
 	cas := mustSet(t, c, "k", "v", 6, 0)
 	var calls int
-	ok := c.view([]byte("k"), false, 0, func(value []byte, flags uint32, gotCAS uint64) {
+	ok := c.view([]byte("k"), false, 0, func(value []byte, flags, _ uint32, gotCAS uint64) {
 		calls++
 		assert.Equal(t, "v", string(value))
 		assert.Equal(t, uint32(6), flags)
 		assert.Equal(t, cas, gotCAS)
 	})
-	assert.True(t, ok)
+	assert.Equal(t, resultOK, ok)
 	assert.Equal(t, 1, calls)
-	assert.False(t, c.view([]byte("missing"), false, 0, func([]byte, uint32, uint64) { calls++ }))
-	assert.False(t, c.view(nil, false, 0, func([]byte, uint32, uint64) { calls++ }))
+	assert.Equal(t, resultNotFound, c.view([]byte("missing"), false, 0, func([]byte, uint32, uint32, uint64) { calls++ }))
+	assert.Equal(t, resultBadKey, c.view(nil, false, 0, func([]byte, uint32, uint32, uint64) { calls++ }))
 	assert.Equal(t, 1, calls)
 
-	assert.True(t, c.view([]byte("k"), true, 5, func([]byte, uint32, uint64) {}))
+	assert.Equal(t, resultOK, c.view([]byte("k"), true, 5, nil))
 	assert.Equal(t, int64(1_800_000_005), mustGet(t, c, "k").Exptime, "touch=true sets the expiry")
 	clk.Advance(5 * time.Second)
-	assert.False(t, c.view([]byte("k"), false, 0, func([]byte, uint32, uint64) { calls++ }))
+	assert.Equal(t, resultNotFound, c.view([]byte("k"), false, 0, func([]byte, uint32, uint32, uint64) { calls++ }))
 }
 
 func TestCacheStats(t *testing.T) {
@@ -1634,7 +1639,7 @@ func TestCacheConcurrentMixed(t *testing.T) {
 					err = c.Delete(k)
 				case 8:
 					err = c.Touch(k, 0)
-					c.view(k, false, 0, func(v []byte, _ uint32, _ uint64) { check(v) })
+					c.view(k, false, 0, func(v []byte, _, _ uint32, _ uint64) { check(v) })
 				case 9:
 					_, err = c.Add(k, append([]byte(prefix), "add"...), 0, 0)
 					_ = c.Stats()
@@ -1863,8 +1868,9 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 			cas, err := c.Set([]byte(k), []byte("1"), 0, 0)
 			require.NoError(t, err)
 			record(k, cas)
-			_, cas, err = c.addDelta([]byte(k), true, 1, 0, false)
-			require.NoError(t, err)
+			var res result
+			res, _, cas, _ = c.arith(&arithReq{key: []byte(k), delta: 1}, nil)
+			require.Equal(t, resultOK, res)
 			record(k, cas)
 			// Filler that fills the cache, so later stores go to the small
 			// ring.

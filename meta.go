@@ -235,12 +235,9 @@ func (s *Server) mgCmd(fd int, t *[maxTokens][]byte, nt int, out []byte) []byte 
 	if len(f.opaque) > metaMaxOpaque {
 		return append(out, rMetaOpaqueTooLong...)
 	}
-	a := metaGetArgs{
-		noBump: f.noBump, touch: f.touch, vivify: f.vivify,
-		hasCASIn: f.hasCASIn, casIn: f.casIn, binary: f.binary,
-	}
+	r := metaGetReq{noBump: f.noBump, touch: f.touch, vivify: f.vivify, casIn: f.casIn, binaryKey: f.binary}
 	size := 0
-	hit := s.cache.metaGet(f.key, &a, func(it metaItem, created bool) {
+	hit := s.cache.metaGet(f.key, &r, func(it lockedItem, created bool) {
 		size = len(it.value())
 		out = appendMetaHit(out, it, created, toks, &f)
 	})
@@ -260,7 +257,7 @@ func (s *Server) mgCmd(fd int, t *[maxTokens][]byte, nt int, out []byte) []byte 
 // order, as memcached does: T and N change the TTL where they stand, so a t
 // before them reports the TTL the item had, and R compares the TTL as it is
 // at that point.
-func appendMetaHit(out []byte, it metaItem, created bool, toks [][]byte, f *metaFlags) []byte {
+func appendMetaHit(out []byte, it lockedItem, created bool, toks [][]byte, f *metaFlags) []byte {
 	v := it.value()
 	// C (memcached 1.6.40): a client holding this version needs no value.
 	withValue := f.value && !(f.hasCAS && it.cas() == f.cas)
@@ -360,16 +357,48 @@ func appendMetaKey(out, key []byte, binary bool) []byte {
 	return append(out, " b"...)
 }
 
-// metaSetState is what an ms command keeps for its data block: the key and
-// the length wait in protoConn's storage fields, the rest here, so that the
-// line need not stay buffered while a large value arrives.
-type metaSetState struct {
-	args metaStoreArgs
+// msState is what an ms command keeps for its data block beyond what
+// every storage command keeps (pendingStore): the flags only ms has, and
+// the return flags to echo, so that the line need not stay buffered while a
+// large value arrives.
+type msState struct {
+	stale      bool   // I
+	vivify     bool   // N
+	binaryKey  bool   // b
+	casIn      uint64 // E
+	vivExptime int64  // N's exptime
 	// ret are the return flags among O, k, c and s, in request order.
 	ret     [4]byte
 	nret    uint8
 	nopaque uint8
 	opaque  [metaMaxOpaque]byte
+}
+
+// fill completes r with what only ms asks for. memcached removes the old
+// item after any failed ms, whatever its mode, so that no stale value
+// outlives it.
+func (m *msState) fill(r *storeReq) {
+	r.stale, r.vivify, r.vivExptime = m.stale, m.vivify, m.vivExptime
+	r.casIn, r.binaryKey = m.casIn, m.binaryKey
+	r.dropOnFail = true
+}
+
+// msKind maps ms's M token (0 when absent) to a store kind; false for a
+// mode ms does not have.
+func msKind(mode byte) (storeKind, bool) {
+	switch mode {
+	case 0, 'S':
+		return storeSet, true
+	case 'E':
+		return storeAdd, true
+	case 'A':
+		return storeAppend, true
+	case 'P':
+		return storePrepend, true
+	case 'R':
+		return storeReplace, true
+	}
+	return 0, false
 }
 
 // msCmd runs ms <key> <datalen> <flag>*, whose data block follows the line.
@@ -397,17 +426,12 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	if e == "" && len(f.opaque) > metaMaxOpaque {
 		e = rMetaOpaqueTooLong
 	}
-	if e == "" {
-		switch f.mode {
-		case 0:
-			f.mode = 'S'
-		case 'S', 'E', 'A', 'P', 'R':
-		default:
-			e = rMetaSetMode
-		}
+	kind, ok := msKind(f.mode)
+	if e == "" && !ok {
+		e = rMetaSetMode
 	}
 	if e == "" && s.tooLarge(len(f.key), int(vlen), f.clientFlags) {
-		s.cache.metaRefuse(f.key, true)
+		s.cache.refuse(f.key, resultTooLarge, true)
 		e = rTooLarge
 	}
 	if e != "" {
@@ -415,12 +439,13 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		pc.state, pc.swallow = stSwallow, int(vlen)+2
 		return lineLen, append(out, e...)
 	}
-	m := &metaSetState{args: metaStoreArgs{
-		mode: f.mode, clientFlags: f.clientFlags, exptime: f.exptime,
-		vivify: f.vivify, vivExptime: f.vivExptime,
-		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
-		invalidate: f.stale, binary: f.binary,
-	}}
+	// A set or replace with a CAS is memcached's cas command; append and
+	// prepend test the CAS too, add ignores it.
+	if f.hasCAS && (kind == storeSet || kind == storeReplace) {
+		kind = storeCAS
+	}
+	pc.block = pendingStore{kind: kind, noreply: f.quiet, flags: f.clientFlags, exptime: f.exptime, cas: f.cas, vlen: int(vlen)}
+	m := msState{stale: f.stale, vivify: f.vivify, vivExptime: f.vivExptime, casIn: f.casIn, binaryKey: f.binary}
 	for _, tok := range toks {
 		switch tok[0] {
 		case 'O', 'k', 'c', 's':
@@ -429,58 +454,50 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		}
 	}
 	m.nopaque = uint8(copy(m.opaque[:], f.opaque))
-	pc.noreply = f.quiet
 	need := lineLen + int(vlen) + 2
 	if len(rest) >= need {
-		return need, s.metaSetBlock(pc, m, f.key, rest[lineLen:need], out)
+		return need, s.finishStore(pc, &m, f.key, rest[lineLen:need], out)
 	}
-	pc.vlen = int(vlen)
-	pc.holdKey(f.key)
-	pc.state = stData
-	pc.meta = metaPool.Get().(*metaSetState)
-	*pc.meta = *m
+	pc.block.ms = msPool.Get().(*msState)
+	*pc.block.ms = m
+	pc.awaitBlock(f.key)
 	return lineLen, out
 }
 
-// appendMetaCode appends the return code of a status that every meta
-// command reports alike; false means st has a command's own reply.
-func appendMetaCode(out []byte, st metaStatus) ([]byte, bool) {
-	switch st {
-	case metaOK:
-		return append(out, "HD"...), true
-	case metaNotStored:
-		return append(out, "NS"...), true
-	case metaExists:
-		return append(out, "EX"...), true
-	case metaNotFound:
-		return append(out, "NF"...), true
+// metaCodes are the return codes every meta command reports alike; the
+// commands answer the other results their own way.
+var metaCodes = [...]string{
+	resultOK:        "HD",
+	resultNotStored: "NS",
+	resultExists:    "EX",
+	resultNotFound:  "NF",
+}
+
+// appendMetaCode appends res's return code; false means res has a
+// command's own reply.
+func appendMetaCode(out []byte, res result) ([]byte, bool) {
+	if int(res) < len(metaCodes) {
+		return append(out, metaCodes[res]...), true
 	}
 	return out, false
 }
 
-// metaPool lends the state of an ms command to connections whose data
-// block is still arriving.
-var metaPool = sync.Pool{New: func() any { return new(metaSetState) }}
+// msPool lends the state of an ms command to connections whose data block
+// is still arriving.
+var msPool = sync.Pool{New: func() any { return new(msState) }}
 
-// metaSetBlock finishes the ms command m with its data block (value +
-// CRLF).
-func (s *Server) metaSetBlock(pc *protoConn, m *metaSetState, key, block, out []byte) []byte {
-	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
-		s.cache.countBadBlock(key)
-		return append(out, rBadDataChunk...)
-	}
-	value := block[:len(block)-2]
-	if s.watch.wants(logFetchers) {
-		s.logStoreLookup(pc.fd, key)
-	}
-	st, cas, size := s.cache.metaStore(key, value, &m.args)
-	if s.watch.wants(logMutations) {
-		s.logStore(pc.fd, key, metaStoreStatus(st), metaSetCmdName(&m.args), m.args.exptime, len(value))
-	}
-	if st == metaOK && pc.noreply {
+// appendMSReply appends ms's reply to the store that returned res, the new
+// CAS cas and the stored length size.
+func appendMSReply(out []byte, m *msState, quiet bool, res result, key []byte, cas uint64, size int) []byte {
+	if res == resultOK && quiet {
 		return out
 	}
-	out, ok := appendMetaCode(out, st)
+	if res == resultTooLarge {
+		// Only a concatenation gets here (a value too large is refused
+		// before it is read): memcached's joined item fails to allocate.
+		res = resultNotStored
+	}
+	out, ok := appendMetaCode(out, res)
 	if !ok {
 		return append(out, rNoMemory...)
 	}
@@ -490,7 +507,7 @@ func (s *Server) metaSetBlock(pc *protoConn, m *metaSetState, key, block, out []
 			out = append(out, ' ')
 			out = append(out, m.opaque[:m.nopaque]...)
 		case 'k':
-			out = appendMetaKey(out, key, m.args.binary)
+			out = appendMetaKey(out, key, m.binaryKey)
 		case 'c':
 			out = append(out, " c"...)
 			out = strconv.AppendUint(out, cas, 10)
@@ -518,17 +535,16 @@ func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	if len(f.opaque) > metaMaxOpaque {
 		return append(out, rMetaOpaqueTooLong...)
 	}
-	a := metaDeleteArgs{
-		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
-		invalidate: f.stale, removeValue: f.removeValue,
-		hasTTL: f.touch, exptime: f.exptime, clientFlags: f.clientFlags,
-		binary: f.binary,
+	r := deleteReq{
+		key: f.key, hasCAS: f.hasCAS, cas: f.cas, casMissCounts: true,
+		stale: f.stale, emptyValue: f.removeValue, flags: f.clientFlags,
+		hasTTL: f.touch, exptime: f.exptime, casIn: f.casIn, binaryKey: f.binary,
 	}
-	st := s.cache.metaDelete(f.key, &a)
-	if st == metaOK && f.quiet {
+	res := s.cache.deleteItem(&r)
+	if res == resultOK && f.quiet {
 		return out
 	}
-	out, ok := appendMetaCode(out, st)
+	out, ok := appendMetaCode(out, res)
 	if !ok {
 		return append(out, rNoMemoryDelta...)
 	}
@@ -560,29 +576,31 @@ func (s *Server) maCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	if len(f.opaque) > metaMaxOpaque {
 		return append(out, rMetaOpaqueTooLong...)
 	}
-	a := metaArithArgs{
-		decr: decr, delta: f.delta, vivify: f.vivify, initial: f.initial,
-		hasCAS: f.hasCAS, cas: f.cas, hasCASIn: f.hasCASIn, casIn: f.casIn,
-		binary: f.binary,
+	r := arithReq{
+		key: f.key, decr: decr, delta: f.delta, create: f.vivify, initial: f.initial,
+		casIn: f.casIn, binaryKey: f.binary,
+	}
+	if f.hasCAS {
+		r.cas = f.cas
 	}
 	start := len(out)
-	st := s.cache.metaArith(f.key, &a, func(it metaItem, created bool, n uint64) {
+	res, _, _, created := s.cache.arith(&r, func(it lockedItem, created bool, n uint64) {
 		out = appendMetaArith(out, it, created, n, toks, &f)
 	})
-	switch st {
-	case metaOK:
+	switch {
+	case res == resultOK:
 		if f.quiet {
 			// T and N took effect; only the reply goes. (memcached 1.6.18
 			// still answered an auto-created item; later releases do not.)
 			out = out[:start]
 		}
 		return out
-	case metaNonNumeric:
+	case res == resultNonNumeric:
 		return append(out, rNonNumeric...)
-	case metaNoMemoryNew:
+	case res == resultNoMemory && created:
 		return append(out, rMetaNoMemoryNew...)
 	}
-	out, ok := appendMetaCode(out, st)
+	out, ok := appendMetaCode(out, res)
 	if !ok {
 		return append(out, rNoMemoryDelta...)
 	}
@@ -592,7 +610,7 @@ func (s *Server) maCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 
 // appendMetaArith appends ma's reply for the number n, walking the flags in
 // order as memcached does (a t before T reports the TTL before it).
-func appendMetaArith(out []byte, it metaItem, created bool, n uint64, toks [][]byte, f *metaFlags) []byte {
+func appendMetaArith(out []byte, it lockedItem, created bool, n uint64, toks [][]byte, f *metaFlags) []byte {
 	var digits [20]byte
 	d := strconv.AppendUint(digits[:0], n, 10)
 	if f.value {
@@ -645,7 +663,7 @@ func (s *Server) meCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		key = kbuf[:n]
 	}
 	s.metaCmds.Add(1)
-	info, ok := s.cache.metaDebug(key)
+	info, ok := s.cache.debug(key)
 	if !ok {
 		return append(out, rMetaMissLine...)
 	}

@@ -2,7 +2,6 @@ package emcache
 
 import (
 	"bytes"
-	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -99,20 +98,24 @@ const (
 	stDump                       // an lru_crawler metadump streaming out (admin.go)
 )
 
-// storeCmd is the storage command waiting for its data block.
-type storeCmd uint8
-
-const (
-	cmdSet storeCmd = iota
-	cmdAdd
-	cmdReplace
-	cmdAppend
-	cmdPrepend
-	cmdCAS
-)
-
-// storeCmdNames are the commands' names in watch lines.
-var storeCmdNames = [...]string{cmdSet: "set", cmdAdd: "add", cmdReplace: "replace", cmdAppend: "append", cmdPrepend: "prepend", cmdCAS: "cas"}
+// pendingStore is a storage command, classic or ms, waiting for its data
+// block, kept so its line need not stay buffered while a large value
+// trickles in: what the engine's storeReq takes besides key and value.
+type pendingStore struct {
+	kind    storeKind
+	noreply bool // noreply, or ms's q
+	nkey    uint8
+	flags   uint32
+	exptime int64
+	cas     uint64
+	vlen    int // data block length, without its CRLF
+	// key is borrowed from keyPool only while a value trickles in, so an
+	// idle connection does not carry a key-sized buffer.
+	key *[MaxKeyLen]byte
+	// ms is the rest of an ms command (meta.go), borrowed from msPool only
+	// meanwhile; nil for the classic commands.
+	ms *msState
+}
 
 // protoConn is the per-connection parse state that survives between calls
 // to handle. Its zero value is a fresh connection. It owns no buffers, so an
@@ -129,24 +132,10 @@ type protoConn struct {
 	// auth is the state of SASL or ASCII authentication (auth.go).
 	auth authConn
 
-	// The storage command of stData, kept so its line need not stay buffered
-	// while a large value trickles in.
-	cmd     storeCmd
-	noreply bool
-	flags   uint32
-	exptime int64
-	cas     uint64
-	vlen    int // data block length, without its CRLF
-	nkey    uint8
-	// key is borrowed from keyPool only while a value trickles in, so an
-	// idle connection does not carry a key-sized buffer.
-	key *[MaxKeyLen]byte
-
+	// block is the storage command of stData.
+	block pendingStore
 	// swallow is how many bytes of a refused data block are still to come.
 	swallow int
-	// meta is the rest of an ms command whose block is still arriving
-	// (meta.go), borrowed from metaPool only meanwhile.
-	meta *metaSetState
 
 	// The retrieval of stGetKeys/stGetDrop.
 	getCAS, getTouch bool
@@ -187,12 +176,15 @@ func (pc *protoConn) producing() bool { return pc.state == stDump }
 // keyPool lends key buffers to connections whose value is still arriving.
 var keyPool = sync.Pool{New: func() any { return new([MaxKeyLen]byte) }}
 
-// holdKey keeps key for the data block still to come (stData).
-func (pc *protoConn) holdKey(key []byte) {
-	if pc.key == nil {
-		pc.key = keyPool.Get().(*[MaxKeyLen]byte)
+// awaitBlock enters stData: the data block of the storage command in
+// pc.block, whose key is key, is still to come.
+func (pc *protoConn) awaitBlock(key []byte) {
+	b := &pc.block
+	if b.key == nil {
+		b.key = keyPool.Get().(*[MaxKeyLen]byte)
 	}
-	pc.nkey = uint8(copy(pc.key[:], key))
+	b.nkey = uint8(copy(b.key[:], key))
+	pc.state = stData
 }
 
 // pending returns the input a request in progress needs in all once that is
@@ -200,7 +192,7 @@ func (pc *protoConn) holdKey(key []byte) {
 // connection's buffer once instead of doubling and copying.
 func (pc *protoConn) pending() int {
 	if pc.state == stData {
-		return pc.vlen + 2
+		return pc.block.vlen + 2
 	}
 	return 0
 }
@@ -239,16 +231,21 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 			pc.state = stCommand
 			continue
 		case stData:
-			need := pc.vlen + 2
+			b := &pc.block
+			need := b.vlen + 2
 			if len(in)-n < need {
 				return n, out, reqs, actNone
 			}
 			if reqs >= maxReqs {
 				return n, out, reqs, actNone
 			}
-			out = s.store(pc, pc.key[:pc.nkey], in[n:n+need], out)
-			keyPool.Put(pc.key)
-			pc.key = nil
+			out = s.finishStore(pc, b.ms, b.key[:b.nkey], in[n:n+need], out)
+			keyPool.Put(b.key)
+			b.key = nil
+			if b.ms != nil {
+				msPool.Put(b.ms)
+				b.ms = nil
+			}
 			n += need
 			reqs++
 			pc.state = stCommand
@@ -421,17 +418,17 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 	case "gats":
 		return s.startGetLine(pc, rest, nt, true, true, out)
 	case "set":
-		return s.storage(pc, cmdSet, rest, &t, nt, lineLen, noreply, out)
+		return s.storage(pc, storeSet, rest, &t, nt, lineLen, noreply, out)
 	case "add":
-		return s.storage(pc, cmdAdd, rest, &t, nt, lineLen, noreply, out)
+		return s.storage(pc, storeAdd, rest, &t, nt, lineLen, noreply, out)
 	case "replace":
-		return s.storage(pc, cmdReplace, rest, &t, nt, lineLen, noreply, out)
+		return s.storage(pc, storeReplace, rest, &t, nt, lineLen, noreply, out)
 	case "append":
-		return s.storage(pc, cmdAppend, rest, &t, nt, lineLen, noreply, out)
+		return s.storage(pc, storeAppend, rest, &t, nt, lineLen, noreply, out)
 	case "prepend":
-		return s.storage(pc, cmdPrepend, rest, &t, nt, lineLen, noreply, out)
+		return s.storage(pc, storePrepend, rest, &t, nt, lineLen, noreply, out)
 	case "cas":
-		return s.storage(pc, cmdCAS, rest, &t, nt, lineLen, noreply, out)
+		return s.storage(pc, storeCAS, rest, &t, nt, lineLen, noreply, out)
 	case "incr", "decr":
 		return lineLen, s.arithmetic(cmd[0] == 'i', &t, nt, noreply, out), actNone
 	case "delete":
@@ -661,7 +658,7 @@ func (s *Server) getKeyTooLong(pc *protoConn, b []byte, nl int, out []byte) (int
 // into out under the shard lock.
 func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) ([]byte, int) {
 	size := 0
-	s.cache.view(key, touch, exp, func(v []byte, flags uint32, cas uint64) {
+	s.cache.view(key, touch, exp, func(v []byte, flags, _ uint32, cas uint64) {
 		size = len(v)
 		// VALUE, key, three numbers of at most 20 digits, spaces, CRLFs.
 		out = slices.Grow(out, len(rValuePrefix)+len(key)+len(v)+3*20+3+4)
@@ -686,9 +683,9 @@ func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) ([
 // order of checks. A refused line leaves its data block unread, so the
 // block is then parsed as a command, as memcached does; a block refused for
 // its size is swallowed.
-func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens][]byte, nt, lineLen int, noreply bool, out []byte) (int, []byte, action) {
+func (s *Server) storage(pc *protoConn, kind storeKind, rest []byte, t *[maxTokens][]byte, nt, lineLen int, noreply bool, out []byte) (int, []byte, action) {
 	want := 6
-	if cmd == cmdCAS {
+	if kind == storeCAS {
 		want = 7
 	}
 	if nt != want && nt != want+1 {
@@ -705,7 +702,7 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 		return lineLen, reply(out, noreply, rBadFormat), actNone
 	}
 	var cas uint64
-	if cmd == cmdCAS {
+	if kind == storeCAS {
 		var ok bool
 		if cas, ok = safeStrtoull(t[5]); !ok {
 			return lineLen, reply(out, noreply, rBadFormat), actNone
@@ -716,15 +713,15 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 	if vlen < 0 || vlen > math.MaxInt32-2 {
 		return lineLen, reply(out, noreply, rBadFormat), actNone
 	}
-	pc.cmd, pc.noreply, pc.flags, pc.exptime, pc.cas, pc.vlen =
-		cmd, noreply, uint32(flags), exptimeArg(exp), cas, int(vlen)
+	pc.block = pendingStore{kind: kind, noreply: noreply, flags: uint32(flags), exptime: exptimeArg(exp), cas: cas, vlen: int(vlen)}
 	s.prefixes.record(key, prefixSet, false)
 
 	if s.tooLarge(len(key), int(vlen), uint32(flags)) {
-		// memcached refuses before reading the block, then swallows it.
-		s.refuseTooLarge(cmd, key)
+		// memcached refuses before reading the block, then swallows it,
+		// and a set drops the old value so no client reads a stale one.
+		s.cache.refuse(key, resultTooLarge, kind == storeSet)
 		if s.watch.wants(logMutations) {
-			s.logStore(pc.fd, key, storeTooLarge, storeCmdNames[cmd], pc.exptime, int(vlen))
+			s.logStore(pc.fd, key, resultTooLarge, kind, pc.block.exptime, int(vlen))
 		}
 		pc.state = stSwallow
 		pc.swallow = int(vlen) + 2
@@ -732,11 +729,9 @@ func (s *Server) storage(pc *protoConn, cmd storeCmd, rest []byte, t *[maxTokens
 	}
 	need := lineLen + int(vlen) + 2
 	if len(rest) >= need {
-		return need, s.store(pc, key, rest[lineLen:need], out), actNone
+		return need, s.finishStore(pc, nil, key, rest[lineLen:need], out), actNone
 	}
-	// The block is still arriving: keep the command, not its line.
-	pc.holdKey(key)
-	pc.state = stData
+	pc.awaitBlock(key)
 	return lineLen, out, actNone
 }
 
@@ -755,62 +750,51 @@ func (s *Server) maxItemSize() int {
 	return m
 }
 
-// refuseTooLarge records a store refused for its size before its data block
-// was read: memcached counts store_too_large and, for set only, unlinks the
-// old item so that a client never reads a stale value after a failed set.
-func (s *Server) refuseTooLarge(cmd storeCmd, key []byte) {
-	s.cache.refuseTooLarge(key, cmd == cmdSet)
+// textStoreReplies are the text protocol's answers to a store.
+var textStoreReplies = [...]string{
+	resultOK:        rStored,
+	resultNotStored: rNotStored,
+	resultExists:    rExists,
+	resultNotFound:  rNotFound,
+	resultTooLarge:  rTooLarge,
+	resultNoMemory:  rNoMemory,
 }
 
-// store runs the storage command in pc with its data block (value + CRLF).
-func (s *Server) store(pc *protoConn, key, block []byte, out []byte) []byte {
-	if m := pc.meta; m != nil {
-		pc.meta = nil
-		out = s.metaSetBlock(pc, m, key, block, out)
-		metaPool.Put(m)
-		return out
-	}
+// finishStore runs the storage command in pc.block with its data block
+// (value + CRLF) and appends its reply; ms is the rest of an ms command,
+// nil for the classic ones.
+func (s *Server) finishStore(pc *protoConn, ms *msState, key, block []byte, out []byte) []byte {
+	b := &pc.block
 	if block[len(block)-2] != '\r' || block[len(block)-1] != '\n' {
 		s.cache.countBadBlock(key)
-		return reply(out, pc.noreply, rBadDataChunk)
+		if ms != nil {
+			return append(out, rBadDataChunk...) // q hides no error
+		}
+		return reply(out, b.noreply, rBadDataChunk)
 	}
 	value := block[:len(block)-2]
 	if s.watch.wants(logFetchers) {
 		s.logStoreLookup(pc.fd, key)
 	}
-	var err error
-	switch pc.cmd {
-	case cmdSet:
-		_, err = s.cache.Set(key, value, pc.flags, pc.exptime)
-	case cmdAdd:
-		_, err = s.cache.Add(key, value, pc.flags, pc.exptime)
-	case cmdReplace:
-		_, err = s.cache.Replace(key, value, pc.flags, pc.exptime)
-	case cmdAppend:
-		_, err = s.cache.Append(key, value)
-	case cmdPrepend:
-		_, err = s.cache.Prepend(key, value)
-	case cmdCAS:
-		_, err = s.cache.CompareAndSwap(key, value, pc.flags, pc.exptime, pc.cas)
+	r := storeReq{
+		kind: b.kind, key: key, value: value,
+		flags: b.flags, exptime: b.exptime, cas: b.cas,
+		dropOnFail: b.kind == storeSet,
 	}
+	if ms != nil {
+		ms.fill(&r)
+	}
+	res, cas, size := s.cache.store(&r)
 	if s.watch.wants(logMutations) {
-		s.logStore(pc.fd, key, storeStatusOf(err), storeCmdNames[pc.cmd], pc.exptime, len(value))
+		s.logStore(pc.fd, key, res, r.kind, r.exptime, len(value))
 	}
-	switch {
-	case err == nil:
-		return reply(out, pc.noreply, rStored)
-	case errors.Is(err, ErrNotStored):
-		return reply(out, pc.noreply, rNotStored)
-	case errors.Is(err, ErrExists):
-		return reply(out, pc.noreply, rExists)
-	case errors.Is(err, ErrNotFound):
-		return reply(out, pc.noreply, rNotFound)
-	case errors.Is(err, ErrTooLarge):
-		return reply(out, pc.noreply, rTooLarge)
-	case errors.Is(err, ErrNoMemory):
-		return reply(out, pc.noreply, rNoMemory)
+	if ms != nil {
+		return appendMSReply(out, ms, b.noreply, res, key, cas, size)
 	}
-	return serverError(out, pc.noreply, err)
+	if int(res) < len(textStoreReplies) {
+		return reply(out, b.noreply, textStoreReplies[res])
+	}
+	return serverError(out, b.noreply, res.err())
 }
 
 // serverError reports an error the protocol has no word for.
@@ -836,28 +820,22 @@ func (s *Server) arithmetic(incr bool, t *[maxTokens][]byte, nt int, noreply boo
 	if !ok {
 		return reply(out, noreply, rBadDelta)
 	}
-	var v uint64
-	var err error
-	if incr {
-		v, err = s.cache.Incr(key, delta)
-	} else {
-		v, err = s.cache.Decr(key, delta)
-	}
-	switch {
-	case err == nil:
+	res, v, _, _ := s.cache.arith(&arithReq{key: key, decr: !incr, delta: delta}, nil)
+	switch res {
+	case resultOK:
 		if noreply {
 			return out
 		}
 		out = strconv.AppendUint(out, v, 10)
 		return append(out, rCRLF...)
-	case errors.Is(err, ErrNotFound):
+	case resultNotFound:
 		return reply(out, noreply, rNotFound)
-	case errors.Is(err, ErrNotNumeric):
+	case resultNonNumeric:
 		return reply(out, noreply, rNonNumeric)
-	case errors.Is(err, ErrNoMemory):
+	case resultNoMemory:
 		return reply(out, noreply, rNoMemoryDelta)
 	}
-	return serverError(out, noreply, err)
+	return serverError(out, noreply, res.err())
 }
 
 // delete runs delete, which also accepts memcached's legacy hold time when
@@ -881,14 +859,14 @@ func (s *Server) delete(t *[maxTokens][]byte, nt int, noreply bool, out []byte) 
 		return reply(out, noreply, rBadFormat)
 	}
 	s.prefixes.record(key, prefixDel, false)
-	err := s.cache.Delete(key)
-	switch {
-	case err == nil:
+	switch res := s.cache.deleteItem(&deleteReq{key: key}); res {
+	case resultOK:
 		return reply(out, noreply, rDeleted)
-	case errors.Is(err, ErrNotFound):
+	case resultNotFound:
 		return reply(out, noreply, rNotFound)
+	default:
+		return serverError(out, noreply, res.err())
 	}
-	return serverError(out, noreply, err)
 }
 
 // touch runs touch.
@@ -904,14 +882,14 @@ func (s *Server) touch(t *[maxTokens][]byte, nt int, noreply bool, out []byte) [
 	if !ok {
 		return reply(out, noreply, rBadExptime)
 	}
-	err := s.cache.Touch(key, exptimeArg(exp))
-	switch {
-	case err == nil:
+	switch res := s.cache.view(key, true, exptimeArg(exp), nil); res {
+	case resultOK:
 		return reply(out, noreply, rTouched)
-	case errors.Is(err, ErrNotFound):
+	case resultNotFound:
 		return reply(out, noreply, rNotFound)
+	default:
+		return serverError(out, noreply, res.err())
 	}
-	return serverError(out, noreply, err)
 }
 
 // flushAll runs flush_all [delay] [noreply]. A delay over 30 days is an

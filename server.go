@@ -883,10 +883,6 @@ func (s *Server) setListening(on bool) bool {
 	return true
 }
 
-// ErrMaxConnsTooLow is Serve's error when ServerConfig.MaxConns leaves no
-// connection for clients once ReservedFDs and the listeners are counted.
-var ErrMaxConnsTooLow = errors.New("emcache: MaxConns too low")
-
 // clientLimit is how many client connections MaxConns leaves room for.
 func (s *Server) clientLimit() int {
 	if s.cfg.ReservedFDs == 0 {

@@ -2,8 +2,6 @@ package emcache
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -283,24 +281,24 @@ func (s *Server) logGet(fd int, key []byte, found bool, size int) {
 	})
 }
 
-// storeStatus is an item_store line's status.
-type storeStatus uint8
+// storeStatusNames are the statuses of item_store lines.
+var storeStatusNames = [...]string{
+	resultOK:        "stored",
+	resultNotStored: "not_stored",
+	resultExists:    "exists",
+	resultNotFound:  "not_found",
+	resultTooLarge:  "too_large",
+	resultNoMemory:  "no_memory",
+}
 
-const (
-	storeNotStored storeStatus = iota
-	storeStored
-	storeExists
-	storeNotFound
-	storeTooLarge
-	storeNoMemory
-)
-
-var storeStatusNames = [...]string{"not_stored", "stored", "exists", "not_found", "too_large", "no_memory"}
-
-// logStore logs a store of key (item_store); cmd is memcached's command
-// name, exptime the command's, shown as the seconds the item is to live (0:
-// no expiry; an exptime already past wraps, as memcached's %u prints it).
-func (s *Server) logStore(fd int, key []byte, st storeStatus, cmd string, exptime int64, size int) {
+// logStore logs a store of key (item_store) of the given kind and result;
+// exptime is the command's, shown as the seconds the item is to live (0: no
+// expiry; an exptime already past wraps, as memcached's %u prints it).
+func (s *Server) logStore(fd int, key []byte, res result, kind storeKind, exptime int64, size int) {
+	status := "not_stored" // what memcached logs for the failures it has no word for
+	if int(res) < len(storeStatusNames) {
+		status = storeStatusNames[res]
+	}
 	var ttl uint32
 	if exptime != 0 {
 		now := s.cache.clock()
@@ -309,9 +307,9 @@ func (s *Server) logStore(fd int, key []byte, st storeStatus, cmd string, exptim
 	s.watch.emit(logMutations, func(l []byte) []byte {
 		l = appendKeyField(append(l, "type=item_store "...), key)
 		l = append(l, " status="...)
-		l = append(l, storeStatusNames[st]...)
+		l = append(l, status...)
 		l = append(l, " cmd="...)
-		l = append(l, cmd...)
+		l = append(l, storeKindNames[kind]...)
 		l = append(l, " ttl="...)
 		l = strconv.AppendUint(l, uint64(ttl), 10)
 		l = append(l, " clsid=1 cfd="...)
@@ -380,88 +378,12 @@ func (s *Server) logRawCmd(fd int, line []byte) {
 	})
 }
 
-// storeStatusOf maps a store's error to its item_store status.
-func storeStatusOf(err error) storeStatus {
-	switch {
-	case err == nil:
-		return storeStored
-	case errors.Is(err, ErrExists):
-		return storeExists
-	case errors.Is(err, ErrNotFound):
-		return storeNotFound
-	case errors.Is(err, ErrTooLarge):
-		return storeTooLarge
-	case errors.Is(err, ErrNoMemory):
-		return storeNoMemory
-	}
-	return storeNotStored
-}
-
 // logEvictionIfWatched is the cache's eviction hook: a line for watchers
 // of evictions.
 func (s *Server) logEvictionIfWatched(key []byte, fetched bool, ttl int64, idle uint32, size int) {
 	if s.watch.wants(logEvictions) {
 		s.logEviction(key, fetched, ttl, idle, size)
 	}
-}
-
-// metaStoreStatus maps an ms result to its item_store status.
-func metaStoreStatus(st metaStatus) storeStatus {
-	switch st {
-	case metaOK:
-		return storeStored
-	case metaExists:
-		return storeExists
-	case metaNotFound:
-		return storeNotFound
-	case metaNoMemory, metaNoMemoryNew:
-		return storeNoMemory
-	}
-	return storeNotStored
-}
-
-// metaSetCmdName is the command an ms mode stands for; with a CAS it is
-// cas, as memcached logs it.
-func metaSetCmdName(a *metaStoreArgs) string {
-	if a.hasCAS && a.mode != 'A' && a.mode != 'P' {
-		return "cas"
-	}
-	switch a.mode {
-	case 'E':
-		return "add"
-	case 'A':
-		return "append"
-	case 'P':
-		return "prepend"
-	case 'R':
-		return "replace"
-	}
-	return "set"
-}
-
-// binStoreCmdName is the command a binary store stands for in watch lines.
-func binStoreCmdName(op uint8, withCAS bool) string {
-	switch {
-	case op == binOpAppend:
-		return "append"
-	case op == binOpPrepend:
-		return "prepend"
-	case withCAS:
-		return "cas"
-	case op == binOpAdd:
-		return "add"
-	case op == binOpReplace:
-		return "replace"
-	}
-	return "set"
-}
-
-// binStoreExptime is a binary store's exptime (append and prepend have none).
-func binStoreExptime(op uint8, ext []byte) int64 {
-	if op == binOpAppend || op == binOpPrepend || len(ext) < 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint32(ext[4:]))
 }
 
 // logStoreLookup logs the lookup a store makes first, as memcached's

@@ -1,0 +1,726 @@
+package emcache
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The engine: every operation that takes a shard's lock, one entry per
+// operation whatever face asks for it. The Go API (cache.go), the text,
+// meta and binary protocols (protocol.go, meta.go, binary.go) fill the same
+// request and turn the same result into their own answer, so memcached's
+// semantics live here once: store is memcached's do_store_item, deleteItem
+// its delete with meta's extensions, arith its do_add_delta.
+
+// result is the outcome of an engine operation. The Go API turns it into
+// an Error (err); each protocol has its own table to wire bytes.
+type result uint8
+
+const (
+	resultOK         result = iota
+	resultNotStored         // the command's condition did not hold (add, replace, append)
+	resultExists            // a CAS did not match
+	resultNotFound          // no live item (cas, delete, arithmetic, touch)
+	resultTooLarge          // the item would exceed MaxItemSize
+	resultNoMemory          // no room could be made
+	resultNonNumeric        // arithmetic on a value that is not a number
+	resultBadKey            // the key is empty or longer than MaxKeyLen
+	resultClosed            // the cache was closed
+)
+
+var resultErrors = [...]error{
+	resultNotStored:  ErrNotStored,
+	resultExists:     ErrExists,
+	resultNotFound:   ErrNotFound,
+	resultTooLarge:   ErrTooLarge,
+	resultNoMemory:   ErrNoMemory,
+	resultNonNumeric: ErrNotNumeric,
+	resultBadKey:     ErrKeyInvalid,
+	resultClosed:     ErrClosed,
+}
+
+// err is the Go API's error for r, nil for resultOK.
+func (r result) err() error { return resultErrors[r] }
+
+// storeKind is what a store does with the item it finds, whichever command
+// named it: memcached's NREAD_* modes.
+type storeKind uint8
+
+const (
+	storeSet storeKind = iota
+	storeAdd
+	storeReplace
+	storeAppend
+	storePrepend
+	storeCAS
+)
+
+// storeKindNames are memcached's names for the kinds, as watch lines show
+// them.
+var storeKindNames = [...]string{storeSet: "set", storeAdd: "add", storeReplace: "replace", storeAppend: "append", storePrepend: "prepend", storeCAS: "cas"}
+
+func (k storeKind) concat() bool { return k == storeAppend || k == storePrepend }
+
+// storeReq is one store as the engine runs it.
+type storeReq struct {
+	kind       storeKind
+	key, value []byte
+	flags      uint32 // client flags; append and prepend keep the item's
+	exptime    int64  // memcached exptime; append and prepend keep the item's
+	// cas, when not 0, must equal the item's CAS, in every kind (memcached
+	// tests it up front): for storeCAS it is the condition, for append and
+	// prepend a further one; add ignores it.
+	cas uint64
+	// stale lets a storeCAS whose cas is below the item's store the value
+	// anyway, marked stale (meta's I).
+	stale bool
+	// casIn is the CAS the stored item gets; 0 for its own (meta's E).
+	casIn uint64
+	// vivify makes append and prepend on a miss store value as a new item
+	// expiring at vivExptime (meta's N).
+	vivify     bool
+	vivExptime int64
+	// binaryKey marks a key that came base64-encoded (meta's b).
+	binaryKey bool
+	// dropOnFail removes the old item when the store fails for size or
+	// memory, so no client reads a stale value after a failed store:
+	// memcached does it for set, and for every meta store.
+	dropOnFail bool
+}
+
+// casResult is how a request's CAS compares with an item's.
+type casResult uint8
+
+const (
+	casNone casResult = iota // no CAS given (or CAS disabled)
+	casMatch
+	casStale // lower than the item's, and the request allows that
+	casBadval
+)
+
+func compareCAS(req, item uint64, stale bool) casResult {
+	switch {
+	case req == 0:
+		return casNone
+	case req == item:
+		return casMatch
+	case stale && req < item:
+		return casStale
+	}
+	return casBadval
+}
+
+// acquire validates key and returns its shard locked, with the key's hash
+// and the current time; the caller unlocks. On failure nothing is locked.
+func (c *Cache) acquire(key []byte) (s *shard, h uint64, now uint32, res result) {
+	if len(key) == 0 || len(key) > MaxKeyLen {
+		return nil, 0, 0, resultBadKey
+	}
+	h = xxhash.Sum64(key)
+	s = c.shardFor(h)
+	now = c.clock()
+	s.mu.Lock()
+	if s.closed() {
+		s.mu.Unlock()
+		return nil, 0, 0, resultClosed
+	}
+	return s, h, now, resultOK
+}
+
+// store runs r as memcached's do_store_item does, and counts it as
+// memcached counts the command around it: every store is a cmd_set, except
+// one refused for its size or for memory, which memcached refuses while
+// allocating, before it reads the value. It returns the new CAS when
+// stored, and the stored value's length (the joined one for append and
+// prepend; the request's when not stored).
+func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
+	s, h, now, res := c.acquire(r.key)
+	if res != resultOK {
+		return res, 0, 0
+	}
+	defer s.mu.Unlock()
+	s.st.cmdSet++
+	var reqCAS uint64 // with CAS disabled memcached cannot set it: never a match
+	if !c.noCAS {
+		reqCAS = r.cas
+	}
+	key := r.key
+	exp, flags := expiry(r.exptime, now), r.flags
+	var bits byte
+	if r.binaryKey {
+		bits = bitKeyBinary
+	}
+	valLen = len(r.value)
+	_, off, found := s.lookup(key, h, now)
+	if found {
+		cmp := compareCAS(reqCAS, c.casOut(s.cas(off)), r.stale)
+		switch r.kind {
+		case storeAdd:
+			s.bump(off, now) // memcached promotes an item a failed add hit
+			return resultNotStored, 0, valLen
+		case storeCAS:
+			switch cmp {
+			case casMatch:
+				s.st.casHits++
+			case casStale:
+				// The value goes in, but stays stale: it keeps the TTL
+				// and the win token of the item it replaces.
+				s.st.casHits++
+				exp = s.expiry(off)
+				bits |= bitStale | s.bits(off)&bitWon
+			default:
+				s.st.casBadval++
+				return resultExists, 0, valLen
+			}
+		case storeAppend, storePrepend:
+			if cmp != casNone && cmp != casMatch {
+				return resultExists, 0, valLen
+			}
+			flags, exp = s.flags(off), s.expiry(off)
+			valLen += len(s.value(off))
+		}
+	} else {
+		switch r.kind {
+		case storeCAS:
+			s.st.casMisses++
+			return resultNotFound, 0, valLen
+		case storeReplace:
+			return resultNotStored, 0, valLen
+		case storeAppend, storePrepend:
+			if !r.vivify {
+				return resultNotStored, 0, valLen
+			}
+			exp = expiry(r.vivExptime, now)
+		}
+	}
+	if c.itemSize(len(key), valLen, flags) > c.maxItemSize {
+		if r.kind.concat() && found {
+			// memcached's allocation of the joined item fails inside
+			// do_store_item: not stored, yet a set it counted.
+			return resultTooLarge, 0, len(r.value)
+		}
+		// Only the Go API gets here: the protocols refuse such values
+		// before reading them (refuse).
+		s.st.cmdSet--
+		s.st.storeTooLarge++
+		s.dropLocked(key, h, r.dropOnFail)
+		return resultTooLarge, 0, len(r.value)
+	}
+	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, r.casIn, false, h, found && off >= s.main.base, now)
+	if !ok {
+		s.st.cmdSet--
+		s.st.storeNoMemory++
+		s.dropLocked(key, h, r.dropOnFail)
+		return resultNoMemory, 0, len(r.value)
+	}
+	// Making room may have moved or evicted the old item: look again.
+	slot, cur, still := s.lookup(key, h, now)
+	if found && !still && r.kind.concat() {
+		s.hole(dst, size)
+		return resultNotStored, 0, len(r.value)
+	}
+	if still {
+		bits |= s.bits(cur) & freqMask
+	}
+	v := s.write(dst, key, valLen, flags, exp, now, cas, bits, false)
+	switch {
+	case still && r.kind == storeAppend:
+		copy(v[copy(v, s.value(cur)):], r.value)
+	case still && r.kind == storePrepend:
+		copy(v[copy(v, r.value):], s.value(cur))
+	default:
+		copy(v, r.value)
+	}
+	s.link(key, h, slot, still, dst)
+	s.st.totalItems++
+	return resultOK, c.casOut(s.cas(dst)), valLen
+}
+
+// dropLocked removes the live item under key if drop is set.
+func (s *shard) dropLocked(key []byte, h uint64, drop bool) {
+	if !drop {
+		return
+	}
+	if slot, found := s.find(key, h); found {
+		s.unlink(slot)
+	}
+}
+
+// refuse records a store a protocol refused before reading its value, for
+// its size (res resultTooLarge) or for memory, as memcached's item_alloc
+// failure: no cmd_set, the failure's counter, and with drop the old item
+// removed.
+func (c *Cache) refuse(key []byte, res result, drop bool) {
+	s, h, _, ok := c.acquire(key)
+	if ok != resultOK {
+		return
+	}
+	defer s.mu.Unlock()
+	if res == resultTooLarge {
+		s.st.storeTooLarge++
+	} else {
+		s.st.storeNoMemory++
+	}
+	s.dropLocked(key, h, drop)
+}
+
+// countBadBlock counts a store whose data block did not end in CRLF: it
+// stores nothing, yet memcached counts it in cmd_set.
+func (c *Cache) countBadBlock(key []byte) {
+	s, _, _, res := c.acquire(key)
+	if res != resultOK {
+		return
+	}
+	s.st.cmdSet++
+	s.mu.Unlock()
+}
+
+// create stores a new item under key, which holds none: value, client
+// flags 0, expiry exp, CAS cas or its own. The record is wide, since the
+// caller may go on to set its TTL or change its number in place. It
+// reports false when no room can be made.
+func (s *shard) create(key []byte, h uint64, value []byte, exp uint32, cas uint64, binaryKey bool, now uint32) (uint64, bool) {
+	dst, _, cas, ok := s.place(len(key), len(value), 0, exp, cas, true, h, false, now)
+	if !ok {
+		return 0, false
+	}
+	var bits byte
+	if binaryKey {
+		bits = bitKeyBinary
+	}
+	copy(s.write(dst, key, len(value), 0, exp, now, cas, bits, true), value)
+	s.link(key, h, 0, false, dst)
+	s.st.totalItems++
+	return dst, true
+}
+
+// bump records a use that is not a read: the access time, and a frequency
+// credit so eviction sees the item in use, without marking it fetched (add
+// on an existing item, arithmetic; memcached's do_item_update).
+func (s *shard) bump(off uint64, now uint32) {
+	if b := s.buf[off+offBits]; b&freqMask < freqMask {
+		s.buf[off+offBits] = b + 1
+	}
+	s.noteAccess(off, now)
+}
+
+// deleteReq is one delete as the engine runs it.
+type deleteReq struct {
+	key []byte
+	// hasCAS makes the delete conditional on the item's CAS being cas.
+	hasCAS bool
+	cas    uint64
+	// casMissCounts counts a CAS mismatch as a delete miss, as memcached's
+	// md does; its binary DELETE counts nothing then.
+	casMissCounts bool
+	// stale marks the item stale with a new CAS instead of removing it
+	// (meta's I), so that the next mg wins the right to recache it.
+	stale bool
+	// emptyValue replaces the value by an empty one instead of removing
+	// the item (meta's x), leaving flags as the item's client flags.
+	emptyValue bool
+	flags      uint32
+	// hasTTL gives stale and emptyValue a new exptime.
+	hasTTL  bool
+	exptime int64
+	// casIn is the CAS stale and emptyValue leave; 0 for a new one (stale)
+	// or the item's (emptyValue).
+	casIn     uint64
+	binaryKey bool
+}
+
+// deleteItem runs r: memcached's delete, with the meta protocol's
+// conditions and alternatives to removal.
+func (c *Cache) deleteItem(r *deleteReq) result {
+	s, h, now, res := c.acquire(r.key)
+	if res != resultOK {
+		return res
+	}
+	defer s.mu.Unlock()
+	key := r.key
+	slot, off, ok := s.lookup(key, h, now)
+	if !ok {
+		s.st.deleteMisses++
+		return resultNotFound
+	}
+	if r.hasCAS && c.casOut(s.cas(off)) != r.cas {
+		if r.casMissCounts {
+			s.st.deleteMisses++
+		}
+		return resultExists
+	}
+	if r.emptyValue {
+		// A tombstone: an empty item keeps the key (and the CAS, unless
+		// casIn gives one) with the flags and TTL of this command.
+		cas := r.casIn
+		if cas == 0 {
+			cas = s.cas(off)
+		}
+		dst, _, _, placed := s.place(len(key), 0, 0, 0, cas, true, h, off >= s.main.base, now)
+		if !placed {
+			return resultNoMemory
+		}
+		var exp uint32
+		if r.hasTTL {
+			exp = expiry(r.exptime, now)
+		}
+		var bits byte
+		if r.binaryKey {
+			bits = bitKeyBinary
+		}
+		var found bool
+		slot, _, found = s.lookup(key, h, now)
+		s.write(dst, key, 0, r.flags, exp, now, cas, bits, true)
+		s.link(key, h, slot, found, dst)
+		s.st.totalItems++
+		off = dst
+	}
+	if r.stale {
+		if off, ok = s.widen(key, h, off, now); !ok {
+			return resultNoMemory
+		}
+		if r.hasTTL {
+			s.setExpiry(off, expiry(r.exptime, now))
+		}
+		s.buf[off+offBits] = s.buf[off+offBits]&^bitWon | bitStale
+		cas := r.casIn
+		if cas == 0 {
+			cas = s.nextCAS()
+		}
+		s.setCAS(off, cas)
+		return resultOK
+	}
+	s.st.deleteHits++
+	if !r.emptyValue {
+		s.unlink(slot)
+	}
+	return resultOK
+}
+
+// arithReq is one increment or decrement as the engine runs it.
+type arithReq struct {
+	key   []byte
+	decr  bool   // subtract, stopping at 0; else add, wrapping at 2^64
+	delta uint64 //
+	// cas, when not 0, must equal the item's CAS.
+	cas uint64
+	// create stores initial on a miss, expiring at exptime, instead of
+	// failing (binary's initial value, meta's N with J); the miss is then
+	// not counted.
+	create  bool
+	initial uint64
+	exptime int64
+	// casIn is the result's CAS; 0 for a new one (meta's E).
+	casIn     uint64
+	binaryKey bool
+}
+
+// arith runs r as memcached's do_add_delta does. It returns the resulting
+// number and CAS, and whether r.create stored a new item (on failure:
+// whether the creation failed). fn, when not nil, sees the resulting item
+// under the lock and may change its TTL (meta's T and N).
+func (c *Cache) arith(r *arithReq, fn func(it lockedItem, created bool, n uint64)) (res result, n, cas uint64, created bool) {
+	s, h, now, res := c.acquire(r.key)
+	if res != resultOK {
+		return res, 0, 0, false
+	}
+	defer s.mu.Unlock()
+	key := r.key
+	var digits [20]byte
+	_, off, ok := s.lookup(key, h, now)
+	if !ok {
+		if !r.create {
+			if r.decr {
+				s.st.decrMisses++
+			} else {
+				s.st.incrMisses++
+			}
+			return resultNotFound, 0, 0, false
+		}
+		d := strconv.AppendUint(digits[:0], r.initial, 10)
+		if off, ok = s.create(key, h, d, expiry(r.exptime, now), r.casIn, r.binaryKey, now); !ok {
+			return resultNoMemory, 0, 0, true
+		}
+		if fn != nil {
+			fn(lockedItem{c, s, off, now}, true, r.initial)
+		}
+		return resultOK, r.initial, c.casOut(s.cas(off)), true
+	}
+	v := s.value(off)
+	if len(v) == 0 {
+		return resultNonNumeric, 0, 0, false
+	}
+	if r.cas != 0 && c.casOut(s.cas(off)) != r.cas {
+		return resultExists, 0, 0, false
+	}
+	if n, ok = parseCounter(v); !ok {
+		return resultNonNumeric, 0, 0, false
+	}
+	if r.decr {
+		s.st.decrHits++
+		n -= min(n, r.delta)
+	} else {
+		s.st.incrHits++
+		n += r.delta
+	}
+	d := strconv.AppendUint(digits[:0], n, 10)
+	if len(d) <= len(v) {
+		// In place, space-padded, as memcached does when the number fits
+		// (unless making room for the CAS cost the item: then as below).
+		if off, ok = s.widen(key, h, off, now); ok {
+			padNumber(s.value(off), d)
+			cas := r.casIn
+			if cas == 0 {
+				cas = s.nextCAS()
+			}
+			s.setCAS(off, cas)
+			s.bump(off, now)
+			if fn != nil {
+				fn(lockedItem{c, s, off, now}, false, n)
+			}
+			return resultOK, n, c.casOut(cas), false
+		}
+	}
+	// Wide, so that a TTL and the next change fit in place.
+	dst, _, _, placed := s.place(len(key), len(d), 0, 0, r.casIn, true, h, off >= s.main.base, now)
+	if !placed {
+		s.st.storeNoMemory++
+		return resultNoMemory, 0, 0, false
+	}
+	// Making room may have evicted the item; memcached would still have
+	// stored the result, as a new item, and so do we.
+	slot, off, found := s.lookup(key, h, now)
+	var flags, exp uint32
+	var bits byte
+	if found {
+		flags, exp, bits = s.flags(off), s.expiry(off), s.bits(off)&(freqMask|bitKeyBinary)
+	}
+	copy(s.write(dst, key, len(d), flags, exp, now, r.casIn, bits, true), d)
+	s.link(key, h, slot, found, dst)
+	s.st.totalItems++
+	if fn != nil {
+		fn(lockedItem{c, s, dst, now}, false, n)
+	}
+	return resultOK, n, c.casOut(s.cas(dst)), false
+}
+
+// parseCounter reads a value as memcached's arithmetic does: strtoull over
+// the value as a C string (up to a NUL), so leading spaces and anything
+// after a space that follows the digits are allowed.
+func parseCounter(v []byte) (uint64, bool) {
+	if z := bytes.IndexByte(v, 0); z >= 0 {
+		v = v[:z]
+	}
+	return safeStrtoull(v)
+}
+
+// padNumber writes the digits d over the value v, which is at least as
+// long, and fills the rest with spaces, as memcached rewrites a number in
+// place (the old value may carry any number of trailing spaces).
+func padNumber(v, d []byte) {
+	for i := copy(v, d); i < len(v); i++ {
+		v[i] = ' '
+	}
+}
+
+// view is the zero-copy read of get, gat and touch: on a hit it calls fn
+// with the item under the shard lock (fn must neither retain value nor call
+// the cache; nil for none). With touch it first sets the expiry, and counts a touch
+// rather than a get, as memcached counts gat and touch.
+func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte, flags, exp uint32, cas uint64)) result {
+	s, h, now, res := c.acquire(key)
+	if res != resultOK {
+		return res
+	}
+	off, ok := s.read(key, h, now, touch, exptime)
+	if ok && fn != nil {
+		value, flags, exp, cas := s.decode(off)
+		fn(value, flags, exp, c.casOut(cas))
+	}
+	s.mu.Unlock()
+	if !ok {
+		return resultNotFound
+	}
+	return resultOK
+}
+
+// read looks up key for a get or touch and counts it; with touch it also
+// sets the expiry.
+func (s *shard) read(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, bool) {
+	if touch {
+		s.st.cmdTouch++
+	} else {
+		s.st.cmdGet++
+	}
+	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
+	if wasExpired && !touch {
+		s.st.getExpired++
+	}
+	if ok && touch {
+		// Room for the expiry may cost the item itself, when it was the
+		// next to go: then it is gone before the touch.
+		off, ok = s.retime(key, h, off, expiry(exptime, now), now)
+	}
+	switch {
+	case !ok && touch:
+		s.st.touchMisses++
+		return 0, false
+	case !ok:
+		s.st.getMisses++
+		return 0, false
+	case touch:
+		s.st.touchHits++
+	default:
+		s.st.getHits++
+	}
+	s.touchRead(off, now)
+	return off, true
+}
+
+// lockedItem is a live item as the callback of a meta operation sees it.
+// It is valid only during the callback, which runs under the shard's lock
+// and must not call the cache.
+type lockedItem struct {
+	c   *Cache
+	s   *shard
+	off uint64
+	now uint32
+}
+
+func (m lockedItem) key() []byte         { return m.s.key(m.off) }
+func (m lockedItem) value() []byte       { return m.s.value(m.off) }
+func (m lockedItem) clientFlags() uint32 { return m.s.flags(m.off) }
+func (m lockedItem) cas() uint64         { return m.c.casOut(m.s.cas(m.off)) }
+func (m lockedItem) has(bit byte) bool   { return m.s.bits(m.off)&bit != 0 }
+func (m lockedItem) mark(bit byte)       { m.s.buf[m.off+offBits] |= bit }
+func (m lockedItem) expiry() uint32      { return m.s.expiry(m.off) }
+
+// setExptime sets the expiry from a memcached exptime; the operation has
+// widened the record if it may (metaGetReq.touch, arith).
+func (m lockedItem) setExptime(exptime int64) { m.s.setExpiry(m.off, expiry(exptime, m.now)) }
+
+// ttl is the remaining time to live as memcached's t flag prints it: -1 for
+// never, else the expiry minus now in 32-bit unsigned arithmetic.
+func (m lockedItem) ttl() int64 {
+	exp := m.expiry()
+	if exp == 0 {
+		return -1
+	}
+	return int64(exp - m.now)
+}
+
+// idle is the seconds since the item was last accessed (the l flag).
+func (m lockedItem) idle() uint32 { return m.s.idle(m.off, m.now) }
+
+// metaGetReq are the mg flags that act on the cache rather than on the
+// reply.
+type metaGetReq struct {
+	noBump    bool   // u: neither mark the item fetched nor note the access
+	touch     bool   // T: a hit counts as a touch, not as a get
+	vivify    bool   // N: create an empty item on a miss
+	casIn     uint64 // E: the CAS of a vivified item (0: its own)
+	binaryKey bool   // b: a vivified item's key came base64-encoded
+}
+
+// metaGet looks key up for mg. On a hit, or when r.vivify created the item,
+// it calls fn with the item and whether it was just created, then marks the
+// item fetched (unless r.noBump), and returns true. fn sees the item as it
+// was before this command read it, so that mg's h and l flags report the
+// previous access, and may change its TTL and win bit. It counts the
+// command as memcached counts mg: a get, or with T a touch when it hits.
+func (c *Cache) metaGet(key []byte, r *metaGetReq, fn func(it lockedItem, created bool)) bool {
+	s, h, now, res := c.acquire(key)
+	if res != resultOK {
+		return false
+	}
+	defer s.mu.Unlock()
+	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
+	if wasExpired {
+		s.st.getExpired++
+	}
+	if ok && r.touch {
+		off, ok = s.widen(key, h, off, now)
+	}
+	created := false
+	if !ok && r.vivify {
+		off, ok = s.create(key, h, nil, 0, r.casIn, r.binaryKey, now)
+		created = ok
+	}
+	if !ok {
+		s.st.cmdGet++
+		s.st.getMisses++
+		return false
+	}
+	fn(lockedItem{c, s, off, now}, created)
+	if r.touch {
+		s.st.cmdTouch++
+		s.st.touchHits++
+	} else {
+		s.st.cmdGet++
+		s.st.getHits++
+	}
+	if !r.noBump {
+		s.touchRead(off, now)
+	}
+	return true
+}
+
+// debugInfo is what me reports of an item.
+type debugInfo struct {
+	exp     int32  // memcached's exp=: -1 for never, else now minus the expiry
+	idle    uint32 // la=: seconds since the last access
+	cas     uint64
+	fetched bool
+	size    int // size=: the item's bytes, header included
+	binary  bool
+}
+
+// debug returns what me shows of the item under key, without touching it
+// or counting a read.
+func (c *Cache) debug(key []byte) (debugInfo, bool) {
+	s, h, now, res := c.acquire(key)
+	if res != resultOK {
+		return debugInfo{}, false
+	}
+	defer s.mu.Unlock()
+	_, off, ok := s.lookup(key, h, now)
+	if !ok {
+		return debugInfo{}, false
+	}
+	info := debugInfo{
+		exp:     -1,
+		idle:    s.idle(off, now),
+		cas:     c.casOut(s.cas(off)),
+		fetched: s.bits(off)&bitFetched != 0,
+		size:    int(s.size(off)),
+		binary:  s.bits(off)&bitKeyBinary != 0,
+	}
+	if exp := s.expiry(off); exp != 0 {
+		// memcached prints current_time - exptime, negative while the
+		// item lives; kept for tools that parse it.
+		info.exp = int32(now - exp)
+	}
+	return info, true
+}
+
+// peekSize returns the value length of the live item under key, without
+// touching it or counting a read.
+func (c *Cache) peekSize(key []byte) (int, bool) {
+	s, h, now, res := c.acquire(key)
+	if res != resultOK {
+		return 0, false
+	}
+	defer s.mu.Unlock()
+	slot, ok := s.find(key, h)
+	if !ok {
+		return 0, false
+	}
+	off := s.offAt(slot)
+	if expired(s.expiry(off), now) {
+		return 0, false
+	}
+	vl, _ := s.layout(off)
+	return int(vl), true
+}
