@@ -1,0 +1,378 @@
+// The rings and eviction: a shard's arena (shard.go) is split into
+// S3-FIFO's small and main rings, circular logs of records (record.go).
+// Allocation frees room at a ring's tail, where records are skipped if
+// dead, reclaimed if expired, moved on if recently read and else evicted,
+// which removes them from the index (index.go). Records that must grow in
+// place are relocated through the same allocation.
+
+package emcache
+
+import "github.com/cespare/xxhash/v2"
+
+// moveBudget bounds how many live items one allocation may move (reinsert or
+// promote) before it evicts regardless of access bits, so the latency of a
+// store stays bounded even when every item was recently read.
+const moveBudget = 32
+
+// liveFullNum/liveFullDen is the share of a shard's arena live items must
+// fill before it evicts: below it, the log's dead records make room.
+const (
+	liveFullNum = 7
+	liveFullDen = 8
+)
+
+// moveSlack is the free space the main ring keeps outside an allocation: a
+// moved record may grow by its CAS field, and this lets every move one
+// allocation's budget allows find the room, so a recently read item is
+// never evicted for want of those few bytes.
+const moveSlack = moveBudget * 8
+
+// noEvictMoveBudget is moveBudget for caches that never evict.
+const noEvictMoveBudget = 1024
+
+// smallRingPercent is S3-FIFO's small-queue share: new items enter a small
+// FIFO and only those read again while in it are promoted to the main ring,
+// which keeps one-hit wonders (scans) from flushing the working set.
+const smallRingPercent = 10
+
+// ring is a circular log inside a shard's arena. Positions are logical
+// (monotonic); the physical offset is base + pos%size, kept for head and
+// tail as they move (a division per operation shows in a profile).
+type ring struct {
+	base, size uint64
+	head, tail uint64
+	hp, tp     uint64 // head%size, tail%size
+}
+
+// newRing lays out a ring whose head and tail stand at logical position pos.
+func newRing(base, size, pos uint64) ring {
+	return ring{base: base, size: size, head: pos, tail: pos, hp: pos % size, tp: pos % size}
+}
+
+func (r *ring) free() uint64 { return r.size - (r.head - r.tail) }
+
+// push moves the head n bytes on (n <= size).
+func (r *ring) push(n uint64) {
+	r.head += n
+	if r.hp += n; r.hp >= r.size {
+		r.hp -= r.size
+	}
+}
+
+// pop moves the tail n bytes on (n <= size).
+func (r *ring) pop(n uint64) {
+	r.tail += n
+	if r.tp += n; r.tp >= r.size {
+		r.tp -= r.size
+	}
+}
+
+// ringOf tells which ring a record offset lies in.
+func (s *shard) ringOf(off uint64) *ring {
+	if off < s.main.base {
+		return &s.small
+	}
+	return &s.main
+}
+
+// skipAt returns the offset and span of the record at physical offset tp
+// of r, and whether it is a hole (or a ring end too short for one) to skip.
+func (s *shard) skipAt(r *ring, tp uint64) (off, n uint64, isHole bool) {
+	if rem := r.size - tp; rem < holeMin {
+		return 0, rem, true
+	}
+	off = r.base + tp
+	if s.keyLen(off) == 0 {
+		return off, uint64(le.Uint32(s.buf[off+1:])), true
+	}
+	return off, s.size(off), false
+}
+
+// alloc reserves n contiguous bytes in r, evicting from its tail as needed.
+// It may move other items and reshuffle index slots: callers look keys up
+// again afterwards. n must not exceed r.size.
+func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
+	n = s.span(n)
+	need := n
+	if n*bigRecordShare < r.size {
+		need += s.slack(r)
+	}
+	budget := moveBudget
+	if s.noEvict {
+		// Without eviction, live items are moved aside to reach dead space
+		// behind them; the bound keeps a full cache's failed store cheap.
+		budget = noEvictMoveBudget
+	}
+	for {
+		hp := r.hp
+		if rem := r.size - hp; rem < n {
+			if r.free() >= rem+need-n {
+				if rem >= holeMin {
+					s.hole(r.base+hp, rem)
+				}
+				r.push(rem)
+				continue
+			}
+		} else if r.free() >= need {
+			off := r.base + hp
+			r.push(n)
+			return off, true
+		}
+		if !s.evictTail(r, now, &budget) {
+			return 0, false
+		}
+	}
+}
+
+// evictTail frees the record at r's tail: dead records and holes are
+// skipped, expired items reclaimed, recently read ones moved (reinserted in
+// the main ring, promoted from the small one) while the budget lasts, and
+// the rest evicted. It reports false when nothing can be freed without
+// evicting a live item and eviction is disabled.
+func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
+	if r.head == r.tail {
+		return false
+	}
+	off, size, isHole := s.skipAt(r, r.tp)
+	if isHole {
+		r.pop(size)
+		return true
+	}
+	h := xxhash.Sum64(s.key(off))
+	slot, ok := s.findOff(h, off)
+	if !ok {
+		// Dead records are holes (kill); one the index lost anyway goes too.
+		r.pop(size)
+		return true
+	}
+	bits := s.bits(off)
+	if expired(s.expiry(off), now) {
+		s.st.reclaimed++
+		if bits&bitFetched == 0 {
+			s.st.expiredUnfetched++
+		}
+		s.unlink(slot)
+		r.pop(size)
+		return true
+	}
+	// S3-FIFO evicts only from a full cache. While the main ring has room,
+	// unread small-ring items move on; while live items fill less than
+	// liveFullNum/liveFullDen of the arena, the tail is mostly dead records
+	// (overwrites, deletes) and live items are moved past it, not evicted.
+	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.mainHasRoom(size)) ||
+		s.bytes*liveFullDen < uint64(len(s.buf))*liveFullNum
+	if keep && *budget > 0 {
+		*budget--
+		if r == &s.small {
+			if s.promote(off, h, now) {
+				r.pop(size)
+				return true
+			}
+		} else if s.reinsert(off, size, slot) {
+			return true
+		} else if !s.relocating && !s.noEvict {
+			// The moved copy needs a few bytes more than the ring has
+			// free: set the item aside and allocate for it like a store
+			// (which cannot fail where eviction can make room).
+			if dst, ok := s.relocate(off, slot, h, false, now); ok {
+				if s.buf[dst+offBits]&freqMask > 0 {
+					s.buf[dst+offBits]--
+				}
+			}
+			return true
+		}
+	}
+	if s.noEvict {
+		return false
+	}
+	if r == &s.small {
+		s.ghost[s.ghostIndex(h)] = ghostTag(h)
+	}
+	s.st.evictions++
+	if bits&bitFetched == 0 {
+		s.st.evictedUnfetched++
+	}
+	if s.evicted != nil {
+		if f := s.evicted.Load(); f != nil {
+			ttl := int64(-1)
+			if exp := s.expiry(off); exp != 0 {
+				ttl = int64(exp) - int64(now)
+			}
+			vl, _ := s.layout(off)
+			(*f)(s.key(off), bits&bitFetched != 0, ttl, s.idle(off, now), int(vl))
+		}
+	}
+	s.unlink(slot)
+	r.pop(size)
+	return true
+}
+
+// reinsert moves the main ring's tail item to its head with one less access
+// credit (CLOCK's second chance), if the room there allows; else it
+// returns false and the item stays.
+func (s *shard) reinsert(off, size, slot uint64) bool {
+	r := &s.main
+	ns := s.movedSize(off)
+	hp := r.hp
+	pad := uint64(0)
+	if rem := r.size - hp; rem < ns {
+		pad = rem // to the physical end first
+	}
+	// The padding must come out of space that was already free, so it
+	// cannot overlap the item being moved; the item's own bytes become free
+	// as the tail passes it, and the moved copy may grow by its CAS field,
+	// which must not reach the record after it.
+	if r.free() < pad || r.free()-pad+size < ns {
+		return false
+	}
+	if pad > 0 {
+		if pad >= holeMin {
+			s.hole(r.base+hp, pad)
+		}
+		r.push(pad)
+		hp = 0
+	}
+	dst := r.base + hp
+	s.move(dst, off)
+	r.pop(size)
+	r.push(ns)
+	if s.buf[dst+offBits]&freqMask > 0 {
+		s.buf[dst+offBits]--
+	}
+	s.bytes += ns - size
+	s.repoint(slot, dst)
+	return true
+}
+
+// promote copies a small-ring item that was read while there into the main
+// ring. The main ring's own evictions may shift index slots, so the key is
+// looked up again before the slot is repointed.
+func (s *shard) promote(off, h uint64, now uint32) bool {
+	ns := s.movedSize(off)
+	if ns > s.main.size {
+		return false
+	}
+	dst, ok := s.alloc(&s.main, ns, now)
+	if !ok {
+		return false
+	}
+	size := s.size(off)
+	s.move(dst, off)
+	s.buf[dst+offBits] &^= freqMask
+	slot, found := s.findOff(h, off)
+	if !found {
+		// Cannot happen: main-ring eviction never touches small-ring items.
+		s.hole(dst, ns)
+		return false
+	}
+	s.bytes += ns - size
+	s.repoint(slot, dst)
+	return true
+}
+
+// widen makes the live item at off (found under key) able to take an expiry
+// and a CAS in place, relocating it to a record with all fields if it lacks
+// them, and returns its offset. False means no room could be made (only a
+// cache that cannot evict would fail, and its records are always wide): the
+// item is gone then.
+func (s *shard) widen(key []byte, h uint64, off uint64, now uint32) (uint64, bool) {
+	if s.wideRecord(off) {
+		return off, true
+	}
+	slot, _ := s.find(key, h)
+	return s.relocate(off, slot, h, true, now)
+}
+
+// relocate moves the live item at off (in slot) to a new record with its
+// CAS in a field, and with wide its flags and expiry fields too: into the
+// main ring if it is there, else where ringFor puts a store. The item is
+// copied aside and leaves the index while room is made, so that making room
+// cannot evict it for its own sake (its old record is dead by then). It
+// returns the new offset, or false if no room could be made, and then the
+// item is gone.
+func (s *shard) relocate(off, slot, h uint64, wide bool, now uint32) (uint64, bool) {
+	saved := make([]byte, s.size(off))
+	copy(saved, s.buf[off:])
+	cas := s.cas(off)
+	inMain := off >= s.main.base
+	s.unlink(slot)
+
+	src := &shard{buf: saved} // reads the saved record
+	keyLen := src.keyLen(0)
+	vl, valAt := src.layout(0)
+	bits := src.bits(0)
+	if wide {
+		bits |= layoutBits
+	}
+	ns := s.recordSpan(keyLen, vl, bits, true)
+	s.relocating = true
+	dst, ok := s.alloc(s.ringFor(ns, h, inMain), ns, now)
+	s.relocating = false
+	if !ok {
+		return 0, false
+	}
+	s.put(dst, saved, 0, vl, valAt, bits, src.access(0), src.flags(0), src.expiry(0), cas)
+	s.link(s.key(dst), h, 0, false, dst)
+	return dst, true
+}
+
+// retime sets the expiry of the live item at off, widening its record if
+// it has no expiry field. It returns the item's offset, or false if making
+// room evicted the item itself.
+func (s *shard) retime(key []byte, h uint64, off uint64, exp, now uint32) (uint64, bool) {
+	if exp != 0 && s.bits(off)&hasExpiry == 0 {
+		var ok bool
+		if off, ok = s.widen(key, h, off, now); !ok {
+			return 0, false
+		}
+	}
+	s.setExpiry(off, exp)
+	return off, true
+}
+
+// bigRecordShare: a record larger than 1/bigRecordShare of its ring is
+// allocated without the move slack. Such records replace one another, so
+// the room one frees is exactly the next one's, and keeping the slack
+// besides would evict a whole further record each time (a 4 MB shard would
+// hold two 1 MB values, not three); a move that then finds no slack sets
+// its item aside instead (relocate).
+const bigRecordShare = 16
+
+// slack is the free space r keeps outside an allocation (moveSlack).
+func (s *shard) slack(r *ring) uint64 {
+	if r == &s.main && !s.wide {
+		return moveSlack
+	}
+	return 0
+}
+
+// mainHasRoom reports whether the main ring has room to spare for a record
+// of size bytes: the cache is not full yet.
+func (s *shard) mainHasRoom(size uint64) bool { return s.main.free() >= 2*size+s.slack(&s.main) }
+
+// ringFor picks the ring for a new record of size bytes: the main ring for
+// keys seen recently (ghost hit or replacing a main-ring item), for items
+// too big for the small ring, and while the main ring still has room (the
+// cache is not full, so there is nothing to filter yet and the small ring's
+// pages need not be touched); else the small ring.
+func (s *shard) ringFor(size uint64, h uint64, oldInMain bool) *ring {
+	if oldInMain || size*4 > s.small.size || s.mainHasRoom(size) || s.inGhost(h) {
+		return &s.main
+	}
+	return &s.small
+}
+
+// place reserves a new record with the given fields (as recordSize counts
+// them) and returns its offset, its size and the CAS to write (cas, or 0
+// for the derived one). When the position's CAS would not rise above every
+// CAS handed out, the record takes the next counter value in a field.
+func (s *shard) place(keyLen, valLen int, flags, exp uint32, cas uint64, wide bool, h uint64, oldInMain bool, now uint32) (dst, size, casOut uint64, ok bool) {
+	size = s.recordSize(keyLen, valLen, flags, exp, cas, wide)
+	r := s.ringFor(size, h, oldInMain)
+	if cas == 0 && !s.wide && s.positionCAS(r, r.head) <= s.casHigh {
+		cas = s.nextCAS()
+		size = s.recordSize(keyLen, valLen, flags, exp, cas, wide)
+	}
+	dst, ok = s.alloc(r, size, now)
+	return dst, size, cas, ok
+}
