@@ -320,7 +320,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 			}
 			// As memcached, a set refused for its size also drops the
 			// key's old value, so no client reads a stale one.
-			s.cache.refuse(b[binHeaderLen+extlen:head], resultTooLarge, base == binOpSet)
+			s.cache.refuse(&storeReq{key: b[binHeaderLen+extlen : head], dropOnFail: base == binOpSet, uncountedRefusal: true})
 			pc.bin.swallow = vlen
 			return head, appendBinError(out, &h, binTooLarge), actNone
 		}
@@ -478,6 +478,7 @@ func (s *Server) binStore(fd int, out []byte, h *binHeader, base uint8, quiet bo
 		}
 	}
 	r.dropOnFail = r.kind == storeSet
+	r.uncountedRefusal = true
 	if s.watch.wants(logFetchers) {
 		s.logStoreLookup(fd, key)
 	}

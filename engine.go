@@ -88,6 +88,10 @@ type storeReq struct {
 	// memory, so no client reads a stale value after a failed store:
 	// memcached does it for set, and for every meta store.
 	dropOnFail bool
+	// uncountedRefusal leaves store_too_large and store_no_memory alone
+	// when the store fails for size or memory, as memcached's binary
+	// protocol does.
+	uncountedRefusal bool
 }
 
 // casResult is how a request's CAS compares with an item's.
@@ -204,14 +208,18 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 		// Only the Go API gets here: the protocols refuse such values
 		// before reading them (refuse).
 		s.st.cmdSet--
-		s.st.storeTooLarge++
+		if !r.uncountedRefusal {
+			s.st.storeTooLarge++
+		}
 		s.dropLocked(key, h, r.dropOnFail)
 		return resultTooLarge, 0, len(r.value)
 	}
 	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, r.casIn, false, h, found && off >= s.main.base, now)
 	if !ok {
 		s.st.cmdSet--
-		s.st.storeNoMemory++
+		if !r.uncountedRefusal {
+			s.st.storeNoMemory++
+		}
 		s.dropLocked(key, h, r.dropOnFail)
 		return resultNoMemory, 0, len(r.value)
 	}
@@ -248,22 +256,20 @@ func (s *shard) dropLocked(key []byte, h uint64, drop bool) {
 	}
 }
 
-// refuse records a store a protocol refused before reading its value, for
-// its size (res resultTooLarge) or for memory, as memcached's item_alloc
-// failure: no cmd_set, the failure's counter, and with drop the old item
-// removed.
-func (c *Cache) refuse(key []byte, res result, drop bool) {
-	s, h, _, ok := c.acquire(key)
-	if ok != resultOK {
+// refuse records a store of r.key that a protocol refused for its size
+// before reading its value, as memcached's item_alloc failure: no cmd_set,
+// store_too_large (unless r.uncountedRefusal), and with r.dropOnFail the
+// old item removed.
+func (c *Cache) refuse(r *storeReq) {
+	s, h, _, res := c.acquire(r.key)
+	if res != resultOK {
 		return
 	}
 	defer s.mu.Unlock()
-	if res == resultTooLarge {
+	if !r.uncountedRefusal {
 		s.st.storeTooLarge++
-	} else {
-		s.st.storeNoMemory++
 	}
-	s.dropLocked(key, h, drop)
+	s.dropLocked(r.key, h, r.dropOnFail)
 }
 
 // countBadBlock counts a store whose data block did not end in CRLF: it
@@ -555,8 +561,8 @@ func (s *shard) read(key []byte, h uint64, now uint32, touch bool, exptime int64
 		s.st.cmdGet++
 	}
 	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
-	if wasExpired && !touch {
-		s.st.getExpired++
+	if wasExpired {
+		s.st.getExpired++ // memcached's do_item_get counts it for touches too
 	}
 	if ok && touch {
 		// Room for the expiry may cost the item itself, when it was the

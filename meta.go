@@ -2,7 +2,6 @@ package emcache
 
 import (
 	"encoding/base64"
-	"math"
 	"strconv"
 	"sync"
 )
@@ -414,14 +413,18 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		return lineLen, append(out, rBadFormat...)
 	}
 	vl, ok := safeStrtol(t[2])
-	vlen := int32(vl) // read into an int32, as for the classic commands
-	if !ok || vlen < 0 || vlen > math.MaxInt32-2 {
+	if !ok {
 		return lineLen, append(out, rBadFormat...)
+	}
+	vlen, e := dataLen(vl)
+	if e != "" {
+		return lineLen, append(out, e...)
 	}
 	toks := t[3 : nt-1]
 	var kbuf [MaxKeyLen]byte
 	f := metaFlags{key: t[1]}
-	e, key := parseMetaFlags(toks, &f, &kbuf)
+	var key []byte
+	e, key = parseMetaFlags(toks, &f, &kbuf)
 	f.key = key
 	if e == "" && len(f.opaque) > metaMaxOpaque {
 		e = rMetaOpaqueTooLong
@@ -430,13 +433,13 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	if e == "" && !ok {
 		e = rMetaSetMode
 	}
-	if e == "" && s.tooLarge(len(f.key), int(vlen), f.clientFlags) {
-		s.cache.refuse(f.key, resultTooLarge, true)
+	if e == "" && s.tooLarge(len(f.key), vlen, f.clientFlags) {
+		s.cache.refuse(&storeReq{key: f.key, dropOnFail: true})
 		e = rTooLarge
 	}
 	if e != "" {
 		// From here on memcached knows the length and swallows the block.
-		pc.state, pc.swallow = stSwallow, int(vlen)+2
+		pc.state, pc.swallow = stSwallow, vlen+2
 		return lineLen, append(out, e...)
 	}
 	// A set or replace with a CAS is memcached's cas command; append and
@@ -444,7 +447,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	if f.hasCAS && (kind == storeSet || kind == storeReplace) {
 		kind = storeCAS
 	}
-	pc.block = pendingStore{kind: kind, noreply: f.quiet, flags: f.clientFlags, exptime: f.exptime, cas: f.cas, vlen: int(vlen)}
+	pc.block = pendingStore{kind: kind, noreply: f.quiet, flags: f.clientFlags, exptime: f.exptime, cas: f.cas, vlen: vlen}
 	m := msState{stale: f.stale, vivify: f.vivify, vivExptime: f.vivExptime, casIn: f.casIn, binaryKey: f.binary}
 	for _, tok := range toks {
 		switch tok[0] {
@@ -454,7 +457,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 		}
 	}
 	m.nopaque = uint8(copy(m.opaque[:], f.opaque))
-	need := lineLen + int(vlen) + 2
+	need := lineLen + vlen + 2
 	if len(rest) >= need {
 		return need, s.finishStore(pc, &m, f.key, rest[lineLen:need], out)
 	}

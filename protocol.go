@@ -93,7 +93,6 @@ const (
 	stData                       // the data block of a parsed storage command
 	stSwallow                    // the rest of a refused data block, discarded
 	stGetKeys                    // more keys of a retrieval command
-	stGetDrop                    // the rest of a retrieval line after a NUL byte: ignored, then END
 	stSkipLine                   // the rest of a line already answered with an error
 	stDump                       // an lru_crawler metadump streaming out (admin.go)
 )
@@ -137,7 +136,7 @@ type protoConn struct {
 	// swallow is how many bytes of a refused data block are still to come.
 	swallow int
 
-	// The retrieval of stGetKeys/stGetDrop.
+	// The retrieval of stGetKeys.
 	getCAS, getTouch bool
 	getSawKey        bool // memcached answers a get without keys with ERROR
 	getExp           int64
@@ -260,7 +259,7 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 			reqs++
 			pc.state = stCommand
 			continue
-		case stGetKeys, stGetDrop, stSkipLine:
+		case stGetKeys, stSkipLine:
 			k, o, done, yield := s.getKeys(pc, in[n:], out)
 			n += k
 			out = o
@@ -395,9 +394,11 @@ func tokenize(line []byte, t *[maxTokens][]byte) int {
 // the line end, lineLen its length with it) and returns how many bytes of
 // rest it consumed: the line, and the data block when complete.
 func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []byte) (int, []byte, action) {
-	// memcached reads the line as a C string: a NUL ends it.
-	if z := bytes.IndexByte(line, 0); z >= 0 {
-		line = line[:z]
+	// memcached reads the line as a C string, which a NUL ends: a client
+	// could name one key (get canary:001\0junk, delete nulkey\0) and reach
+	// another. A NUL has no place in a command line: refuse it.
+	if bytes.IndexByte(line, 0) >= 0 {
+		return lineLen, append(out, rBadFormat...), actNone
 	}
 	var t [maxTokens][]byte
 	nt := tokenize(line, &t)
@@ -557,12 +558,9 @@ func skipWord(b []byte, i int) int {
 // buffered however long the key list.
 func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool, bool) {
 	nl := bytes.IndexByte(b, '\n')
-	if pc.state == stSkipLine || pc.state == stGetDrop {
+	if pc.state == stSkipLine {
 		if nl < 0 {
 			return len(b), out, false, false
-		}
-		if pc.state == stGetDrop {
-			out = s.getEnd(pc, out)
 		}
 		return nl + 1, out, true, false
 	}
@@ -573,9 +571,11 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 			region = region[:nl-1]
 		}
 	}
-	nul := bytes.IndexByte(region, 0)
-	if nul >= 0 {
-		region = region[:nul]
+	if bytes.IndexByte(region, 0) >= 0 {
+		// memcached would end the line at the NUL, a C string's end, and
+		// serve the key before it: a client could name one key and get
+		// another. The command is refused, as for a key too long.
+		return s.getBadKey(pc, b, nl, out)
 	}
 	limit := s.cfg.MaxOutput
 	if limit <= 0 {
@@ -591,18 +591,18 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 		j := bytes.IndexByte(region[i:], ' ')
 		if j < 0 {
 			j = len(region) - i
-			if nl < 0 && nul < 0 {
+			if nl < 0 {
 				// The key may continue in the next read; a CR may be
 				// the line end's, its LF still to come.
 				if j > MaxKeyLen && (j > MaxKeyLen+1 || region[len(region)-1] != '\r') {
-					return s.getKeyTooLong(pc, b, nl, out)
+					return s.getBadKey(pc, b, nl, out)
 				}
 				return i, out, false, false
 			}
 		}
 		key := region[i : i+j]
 		if len(key) > MaxKeyLen {
-			return s.getKeyTooLong(pc, b, nl, out)
+			return s.getBadKey(pc, b, nl, out)
 		}
 		pc.getSawKey = true
 		n := len(out)
@@ -621,9 +621,6 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 	if nl >= 0 {
 		return nl + 1, s.getEnd(pc, out), true, false
 	}
-	if nul >= 0 {
-		pc.state = stGetDrop
-	}
 	return len(b), out, false, false
 }
 
@@ -637,10 +634,11 @@ func (s *Server) getEnd(pc *protoConn, out []byte) []byte {
 	return append(out, rEnd...)
 }
 
-// getKeyTooLong answers a retrieval naming a key over MaxKeyLen bytes. Like
-// memcached it drops the values already produced for the command, when
-// they are still in out, and ignores the rest of the line.
-func (s *Server) getKeyTooLong(pc *protoConn, b []byte, nl int, out []byte) (int, []byte, bool, bool) {
+// getBadKey answers a retrieval naming a key over MaxKeyLen bytes or with a
+// NUL in it. Like memcached for a long key it drops the values already
+// produced for the command, when they are still in out, and ignores the
+// rest of the line.
+func (s *Server) getBadKey(pc *protoConn, b []byte, nl int, out []byte) (int, []byte, bool, bool) {
 	if pc.getStart >= 0 && pc.getStart <= len(out) {
 		out = out[:pc.getStart]
 	}
@@ -708,31 +706,45 @@ func (s *Server) storage(pc *protoConn, kind storeKind, rest []byte, t *[maxToke
 			return lineLen, reply(out, noreply, rBadFormat), actNone
 		}
 	}
-	// memcached reads the length into an int32: 4294967297 is 1.
-	vlen := int32(vl)
-	if vlen < 0 || vlen > math.MaxInt32-2 {
-		return lineLen, reply(out, noreply, rBadFormat), actNone
+	vlen, e := dataLen(vl)
+	if e != "" {
+		return lineLen, reply(out, noreply, e), actNone
 	}
-	pc.block = pendingStore{kind: kind, noreply: noreply, flags: uint32(flags), exptime: exptimeArg(exp), cas: cas, vlen: int(vlen)}
+	pc.block = pendingStore{kind: kind, noreply: noreply, flags: uint32(flags), exptime: exptimeArg(exp), cas: cas, vlen: vlen}
 	s.prefixes.record(key, prefixSet, false)
 
-	if s.tooLarge(len(key), int(vlen), uint32(flags)) {
+	if s.tooLarge(len(key), vlen, uint32(flags)) {
 		// memcached refuses before reading the block, then swallows it,
 		// and a set drops the old value so no client reads a stale one.
-		s.cache.refuse(key, resultTooLarge, kind == storeSet)
+		s.cache.refuse(&storeReq{key: key, dropOnFail: kind == storeSet})
 		if s.watch.wants(logMutations) {
-			s.logStore(pc.fd, key, resultTooLarge, kind, pc.block.exptime, int(vlen))
+			s.logStore(pc.fd, key, resultTooLarge, kind, pc.block.exptime, vlen)
 		}
 		pc.state = stSwallow
-		pc.swallow = int(vlen) + 2
+		pc.swallow = vlen + 2
 		return lineLen, reply(out, noreply, rTooLarge), actNone
 	}
-	need := lineLen + int(vlen) + 2
+	need := lineLen + vlen + 2
 	if len(rest) >= need {
 		return need, s.finishStore(pc, nil, key, rest[lineLen:need], out), actNone
 	}
 	pc.awaitBlock(key)
 	return lineLen, out, actNone
+}
+
+// dataLen checks a storage command's data length, vl as parsed. memcached
+// reads it into an int32, so that 4294967297 is 1 and the bytes past the
+// first are parsed as commands; here the whole number counts. It returns
+// the length or the error reply: memcached's for a negative length, bad
+// data chunk for one no item can have, with nothing swallowed.
+func dataLen(vl int64) (int, string) {
+	switch {
+	case vl < 0:
+		return 0, rBadFormat
+	case vl > math.MaxInt32-2:
+		return 0, rBadDataChunk
+	}
+	return int(vl), ""
 }
 
 // tooLarge reports whether an item is over the server's item size limit.
@@ -756,8 +768,11 @@ var textStoreReplies = [...]string{
 	resultNotStored: rNotStored,
 	resultExists:    rExists,
 	resultNotFound:  rNotFound,
-	resultTooLarge:  rTooLarge,
-	resultNoMemory:  rNoMemory,
+	// Only an append or prepend gets here too large (the others are
+	// refused before their value is read): memcached's allocation of the
+	// joined item fails, which it answers as not stored.
+	resultTooLarge: rNotStored,
+	resultNoMemory: rNoMemory,
 }
 
 // finishStore runs the storage command in pc.block with its data block

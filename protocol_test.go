@@ -123,7 +123,11 @@ func TestTextProtocolCommands(t *testing.T) {
 		{name: "get key too long", setup: "set a 0 0 1\r\na\r\n", req: "get a " + protoKey251 + " a\r\n", want: "CLIENT_ERROR bad command line format\r\n"},
 		{name: "get key 250", setup: "set " + protoKey250 + " 0 0 1\r\na\r\n", req: "get " + protoKey250 + "\r\n", want: "VALUE " + protoKey250 + " 0 1\r\na\r\nEND\r\n"},
 		{name: "get spaces", setup: "set a 0 0 1\r\na\r\n", req: "get   a  a \r\n", want: "VALUE a 0 1\r\na\r\nVALUE a 0 1\r\na\r\nEND\r\n"},
-		{name: "get NUL ends line", setup: "set a 0 0 1\r\na\r\n", req: "get a\x00 a\r\n", want: "VALUE a 0 1\r\na\r\nEND\r\n"},
+		// A NUL would let one key alias another (memcached ends the line
+		// there): every command naming one is refused.
+		{name: "get NUL refused", setup: "set a 0 0 1\r\na\r\n", req: "get a\x00 a\r\nget a\x00junk\r\nget b a\x00\r\n", want: strings.Repeat("CLIENT_ERROR bad command line format\r\n", 3)},
+		{name: "delete NUL refused", setup: "set nulkey 0 0 1\r\na\r\n", req: "delete nulkey\x00\r\nget nulkey\r\n", want: "CLIENT_ERROR bad command line format\r\nVALUE nulkey 0 1\r\na\r\nEND\r\n"},
+		{name: "meta NUL refused", setup: "set a 0 0 1\r\na\r\n", req: "mg a\x00b v\r\nmd a\x00\r\nmg a v\r\n", want: "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\nVA 1\r\na\r\n"},
 		{name: "gat", setup: "set a 3 0 1\r\na\r\n", req: "gat 100 a nope\r\n", want: "VALUE a 3 1\r\na\r\nEND\r\n"},
 		{name: "gats", setup: "set a 3 0 1\r\na\r\n", req: "gats 100 a\r\n", wantRe: `^VALUE a 3 1 \d+\r\na\r\nEND\r\n$`},
 		{name: "gat no key", req: "gat 10\r\n", want: "END\r\n"},
@@ -166,7 +170,10 @@ func TestTextProtocolCommands(t *testing.T) {
 			req:  "add a 0 0 " + strconv.Itoa(len(tooBig)) + "\r\n" + tooBig + "\r\nget a\r\n",
 			want: "SERVER_ERROR object too large for cache\r\nVALUE a 0 1\r\nx\r\nEND\r\n"},
 		{name: "largest item fits", req: "set a 0 0 " + strconv.Itoa(protoItemSize-ItemOverhead-1) + "\r\n" + strings.Repeat("v", protoItemSize-ItemOverhead-1) + "\r\n", want: "STORED\r\n"},
-		{name: "length wraps to 32 bits", req: "set a 0 0 4294967297\r\nx\r\nget a\r\n", want: "STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n"},
+		// memcached truncates lengths to 32 bits (4294967297 is 1); here
+		// a length no item can have is refused and nothing swallowed.
+		{name: "length past 32 bits refused", setup: "set a 0 0 1\r\no\r\n", req: "set a 0 0 4294967297\r\nx\r\nget a\r\n", want: "CLIENT_ERROR bad data chunk\r\nERROR\r\nVALUE a 0 1\r\no\r\nEND\r\n"},
+		{name: "negative length past 32 bits refused", req: "set a 0 0 -4294967295\r\nx\r\nms a -4294967295\r\nx\r\nms a 4294967297\r\nx\r\nget a\r\n", want: "CLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad command line format\r\nERROR\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n"},
 		{name: "add", setup: "set a 0 0 1\r\nx\r\n", req: "add a 0 0 1\r\ny\r\nadd b 0 0 1\r\ny\r\n", want: "NOT_STORED\r\nSTORED\r\n"},
 		{name: "replace", setup: "set a 0 0 1\r\nx\r\n", req: "replace b 0 0 1\r\ny\r\nreplace a 7 0 1\r\ny\r\nget a\r\n",
 			want: "NOT_STORED\r\nSTORED\r\nVALUE a 7 1\r\ny\r\nEND\r\n"},
