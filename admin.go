@@ -2,10 +2,7 @@ package emcache
 
 import (
 	"bytes"
-	"maps"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 )
 
@@ -194,7 +191,7 @@ func (s *Server) lruCrawlerCmd(pc *protoConn, t *[maxTokens][]byte, nt int, out 
 		if !hasItems {
 			pc.dump.shard = len(s.cache.shards)
 		}
-		pc.state = stDump
+		pc.state = streamDump
 		return out
 	case nt == 4 && (sub == "tocrawl" || sub == "sleep"):
 		n, err := strconv.ParseUint(string(t[2]), 10, 32)
@@ -399,92 +396,4 @@ func (s *Server) lruCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		}
 	}
 	return reply(out, noreply, rError)
-}
-
-// maxPrefixes bounds the prefixes `stats detail` tracks, so that keys with
-// ever new prefixes cannot grow the table without end; later prefixes go
-// uncounted.
-const maxPrefixes = 1 << 14
-
-// prefixStats are memcached's per-prefix counters (`stats detail on`): for
-// each key prefix before the delimiter (-D, default ':'), its gets, hits,
-// sets and deletes. Keys without the delimiter are not counted.
-type prefixStats struct {
-	on    atomic.Bool
-	delim byte
-	mu    sync.Mutex
-	m     map[string]*prefixCounts
-}
-
-type prefixCounts struct{ get, hit, set, del uint64 }
-
-type prefixOp uint8
-
-const (
-	prefixGet prefixOp = iota
-	prefixSet
-	prefixDel
-)
-
-// record counts op on key's prefix while detail is on.
-func (p *prefixStats) record(key []byte, op prefixOp, hit bool) {
-	if !p.on.Load() {
-		return
-	}
-	i := bytes.IndexByte(key, p.delim)
-	if i < 0 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c := p.m[string(key[:i])]
-	if c == nil {
-		if len(p.m) >= maxPrefixes {
-			return
-		}
-		if p.m == nil {
-			p.m = make(map[string]*prefixCounts)
-		}
-		c = new(prefixCounts)
-		p.m[string(key[:i])] = c
-	}
-	switch op {
-	case prefixGet:
-		c.get++
-		if hit {
-			c.hit++
-		}
-	case prefixSet:
-		c.set++
-	case prefixDel:
-		c.del++
-	}
-}
-
-// appendDump appends memcached's `stats detail dump`, prefixes in order,
-// ending with END.
-func (p *prefixStats) appendDump(out []byte) []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, prefix := range slices.Sorted(maps.Keys(p.m)) {
-		c := p.m[prefix]
-		out = append(out, "PREFIX "...)
-		out = append(out, prefix...)
-		out = append(out, " get "...)
-		out = strconv.AppendUint(out, c.get, 10)
-		out = append(out, " hit "...)
-		out = strconv.AppendUint(out, c.hit, 10)
-		out = append(out, " set "...)
-		out = strconv.AppendUint(out, c.set, 10)
-		out = append(out, " del "...)
-		out = strconv.AppendUint(out, c.del, 10)
-		out = append(out, rCRLF...)
-	}
-	return append(out, rEnd...)
-}
-
-func (p *prefixStats) reset() {
-	p.mu.Lock()
-	clear(p.m)
-	p.mu.Unlock()
 }

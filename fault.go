@@ -118,7 +118,7 @@ func (s *Server) injectFault(pc *protoConn, line []byte, lineLen int, out []byte
 	}
 	if vlen := faultDataLen(&t, nt); vlen >= 0 {
 		pc.swallow = vlen + 2
-		pc.state = stSwallow
+		pc.state = swallowData
 	}
 	meta := len(t[0]) == 2 && t[0][0] == 'm' // meta commands have no noreply word
 	if meta || string(t[nt-2]) != "noreply" {

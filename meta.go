@@ -181,8 +181,8 @@ func parseMetaTokens(toks [][]byte, f *metaFlags, kbuf *[MaxKeyLen]byte) string 
 	return bad
 }
 
-// meta runs a meta command: a two-letter command starting with m.
-func (s *Server) meta(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lineLen int, out []byte) (int, []byte, action) {
+// metaCommand runs a meta command: a two-letter command starting with m.
+func (s *Server) metaCommand(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lineLen int, out []byte) (int, []byte, action) {
 	switch t[0][1] {
 	case 'g':
 		return lineLen, s.mgCmd(pc.fd, t, nt, out), actNone
@@ -439,7 +439,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	}
 	if e != "" {
 		// From here on memcached knows the length and swallows the block.
-		pc.state, pc.swallow = stSwallow, vlen+2
+		pc.state, pc.swallow = swallowData, vlen+2
 		return lineLen, append(out, e...)
 	}
 	// A set or replace with a CAS is memcached's cas command; append and

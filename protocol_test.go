@@ -870,12 +870,12 @@ func FuzzTextProtocol(f *testing.F) {
 			}
 			kept := len(fd.buf)
 			switch fd.pc.state {
-			case stData:
+			case awaitData:
 				require.Less(t, kept, fd.pc.block.vlen+2)
 				require.LessOrEqual(t, fd.pc.block.vlen, protoItemSize)
-			case stGetKeys:
+			case awaitGetKeys:
 				require.LessOrEqual(t, kept, MaxKeyLen+1)
-			case stCommand:
+			case awaitCommand:
 				require.LessOrEqual(t, kept, maxLineLen)
 			default:
 				require.Zero(t, kept)

@@ -1,14 +1,23 @@
 package emcache
 
 import (
+	"bytes"
+	"maps"
 	"math/bits"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// The stats command and its groups (general, settings, items, slabs, conns,
+// sizes), and the per-prefix counters of `stats detail`, with memcached's
+// names and formats, so that monitoring tools read them unchanged.
 
 // statsCmd runs `stats [group]`. Every group a tool may send ends with END:
 // memcached_exporter sends stats, stats settings, stats items and stats
@@ -372,4 +381,92 @@ func (s *Server) appendConnsStats(out []byte) []byte {
 		out = appendStat(out, prefix+"secs_since_last_cmd", uint64(max(ci.idle, 0)/time.Second))
 	}
 	return out
+}
+
+// maxPrefixes bounds the prefixes `stats detail` tracks, so that keys with
+// ever new prefixes cannot grow the table without end; later prefixes go
+// uncounted.
+const maxPrefixes = 1 << 14
+
+const (
+	prefixGet prefixOp = iota
+	prefixSet
+	prefixDel
+)
+
+// prefixStats are memcached's per-prefix counters (`stats detail on`): for
+// each key prefix before the delimiter (-D, default ':'), its gets, hits,
+// sets and deletes. Keys without the delimiter are not counted.
+type prefixStats struct {
+	on    atomic.Bool
+	delim byte
+	mu    sync.Mutex
+	m     map[string]*prefixCounts
+}
+
+type prefixCounts struct{ get, hit, set, del uint64 }
+
+type prefixOp uint8
+
+// record counts op on key's prefix while detail is on.
+func (p *prefixStats) record(key []byte, op prefixOp, hit bool) {
+	if !p.on.Load() {
+		return
+	}
+	i := bytes.IndexByte(key, p.delim)
+	if i < 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.m[string(key[:i])]
+	if c == nil {
+		if len(p.m) >= maxPrefixes {
+			return
+		}
+		if p.m == nil {
+			p.m = make(map[string]*prefixCounts)
+		}
+		c = new(prefixCounts)
+		p.m[string(key[:i])] = c
+	}
+	switch op {
+	case prefixGet:
+		c.get++
+		if hit {
+			c.hit++
+		}
+	case prefixSet:
+		c.set++
+	case prefixDel:
+		c.del++
+	}
+}
+
+// appendDump appends memcached's `stats detail dump`, prefixes in order,
+// ending with END.
+func (p *prefixStats) appendDump(out []byte) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, prefix := range slices.Sorted(maps.Keys(p.m)) {
+		c := p.m[prefix]
+		out = append(out, "PREFIX "...)
+		out = append(out, prefix...)
+		out = append(out, " get "...)
+		out = strconv.AppendUint(out, c.get, 10)
+		out = append(out, " hit "...)
+		out = strconv.AppendUint(out, c.hit, 10)
+		out = append(out, " set "...)
+		out = strconv.AppendUint(out, c.set, 10)
+		out = append(out, " del "...)
+		out = strconv.AppendUint(out, c.del, 10)
+		out = append(out, rCRLF...)
+	}
+	return append(out, rEnd...)
+}
+
+func (p *prefixStats) reset() {
+	p.mu.Lock()
+	clear(p.m)
+	p.mu.Unlock()
 }
