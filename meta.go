@@ -522,17 +522,30 @@ func appendMSReply(out []byte, m *msState, quiet bool, res result, key []byte, c
 	return append(out, rCRLF...)
 }
 
-// mdCmd runs md <key> <flag>*.
-func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
+// parseKeyedFlags makes the checks md and ma share and reads their flags
+// into f, whose key is t[1] and defaults are set, decoding a b key into
+// kbuf. It returns the flag tokens and the key (the caller stores it in f,
+// as for parseMetaFlags), or the error reply: md and ma name no reason for
+// a bad flag.
+func parseKeyedFlags(t *[maxTokens][]byte, nt int, f *metaFlags, kbuf *[MaxKeyLen]byte) ([][]byte, []byte, string) {
 	if e := metaCheck(t, nt, rMetaFlagsTooLong); e != "" {
-		return append(out, e...)
+		return nil, nil, e
 	}
 	toks := t[2 : nt-1]
+	e, key := parseMetaFlags(toks, f, kbuf)
+	if e != "" {
+		return nil, nil, rMetaInvalidOrDup
+	}
+	return toks, key, ""
+}
+
+// mdCmd runs md <key> <flag>*.
+func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	var kbuf [MaxKeyLen]byte
 	f := metaFlags{key: t[1]}
-	e, key := parseMetaFlags(toks, &f, &kbuf)
+	toks, key, e := parseKeyedFlags(t, nt, &f, &kbuf)
 	if e != "" {
-		return append(out, rMetaInvalidOrDup...) // md and ma name no reason
+		return append(out, e...)
 	}
 	f.key = key
 	if len(f.opaque) > metaMaxOpaque {
@@ -557,15 +570,11 @@ func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 
 // maCmd runs ma <key> <flag>*.
 func (s *Server) maCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
-	if e := metaCheck(t, nt, rMetaFlagsTooLong); e != "" {
-		return append(out, e...)
-	}
-	toks := t[2 : nt-1]
 	var kbuf [MaxKeyLen]byte
 	f := metaFlags{key: t[1], delta: 1}
-	e, key := parseMetaFlags(toks, &f, &kbuf)
+	toks, key, e := parseKeyedFlags(t, nt, &f, &kbuf)
 	if e != "" {
-		return append(out, rMetaInvalidOrDup...)
+		return append(out, e...)
 	}
 	f.key = key
 	var decr bool
