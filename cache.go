@@ -280,34 +280,6 @@ func (c *Cache) Close() error {
 	return nil
 }
 
-func (c *Cache) crawler() {
-	defer close(c.crawlDone)
-	t := time.NewTicker(tickInterval)
-	defer t.Stop()
-	for tick := 1; ; tick++ {
-		select {
-		case <-c.stop:
-			c.coarseNow.Store(0)
-			return
-		case now := <-t.C:
-			if c.now == nil {
-				c.coarseNow.Store(now.Unix())
-			}
-		}
-		if tick%crawlTicks != 0 {
-			continue
-		}
-		now := c.clock()
-		for _, s := range c.shards {
-			s.mu.Lock()
-			if !s.closed() {
-				s.crawl(min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass)), now)
-			}
-			s.mu.Unlock()
-		}
-	}
-}
-
 // clock returns the current Unix second, first running a delayed flush_all
 // whose time has come.
 func (c *Cache) clock() uint32 {
@@ -487,16 +459,6 @@ func (c *Cache) flushAll(delay time.Duration) {
 		secs++
 	}
 	c.flushAt.Store(c.unixNow() + secs)
-}
-
-func (c *Cache) flushNow() {
-	for _, s := range c.shards {
-		s.mu.Lock()
-		if !s.closed() {
-			s.clear()
-		}
-		s.mu.Unlock()
-	}
 }
 
 // Stats returns the cache's counters summed over its shards.
