@@ -10,11 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The store, delete, arithmetic and touch logic exists three times (the Go
-// API and text protocol, the meta protocol, the binary protocol's CAS
-// forms), and each copy counts memcached's stats in its own way. These
-// cases pin what every path counts today, step by step, so that folding
-// the copies into one cannot change a counter unnoticed.
+// The store, delete, arithmetic and touch logic is one engine under the Go
+// API and the three protocols. These cases pin what every path counts,
+// step by step; on the wire they follow memcached 1.6.18, checked against
+// it sequence by sequence, except where memcached lacks the feature (ms E,
+// ms N with append or prepend, md x).
 
 // counterStep is one exchange: on the text connection (send), on the
 // binary connection (bin), or through the Go API (api). Its delta lists
@@ -170,17 +170,19 @@ func counterCases() []counterCase {
 		{name: "api/expired", steps: []counterStep{
 			gx(apiSet("k", "v1", -1), "cas=1", stored),
 			gx(apiGet("k"), ErrNotFound.Error(), expired),
-			// A touch or gat of an expired item is no get here, though
-			// memcached counts get_expired for it.
+			// A touch or gat of an expired item counts get_expired, as
+			// memcached's do_item_get does for every lookup that finds one.
 			gx(apiSet("k", "v1", -1), "cas=2", stored),
-			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100)) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1}),
+			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100)) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 			gx(apiSet("k", "v1", -1), "cas=3", stored),
-			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100); return apiOutcome(err) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1}),
+			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100); return apiOutcome(err) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 		}},
 		{name: "api/too-large", steps: []counterStep{
 			gx(apiSet("k", cBig, 0), ErrTooLarge.Error(), Stats{StoreTooLarge: 1}),
 			gx(apiSet("k", cHalf, 0), "cas=1", stored),
-			gx(func(c *Cache) string { _, err := c.Append([]byte("k"), []byte(cHalf)); return apiOutcome(err) }, ErrTooLarge.Error(), Stats{StoreTooLarge: 1}),
+			// A join over the limit counts a set, not store_too_large, as the
+			// text protocol's append does (memcached has no Go API to compare).
+			gx(func(c *Cache) string { _, err := c.Append([]byte("k"), []byte(cHalf)); return apiOutcome(err) }, ErrTooLarge.Error(), refused),
 			gx(apiGet("k"), `"`+cHalf+`" cas=1`, hit),
 			gx(apiSet("k", cBig, 0), ErrTooLarge.Error(), Stats{StoreTooLarge: 1}),
 			gx(apiGet("k"), ErrNotFound.Error(), miss),
@@ -221,6 +223,15 @@ func counterCases() []counterCase {
 			tx("cas k 0 0 2 2 noreply\r\nv4\r\n", "", Stats{CmdSet: 1, CasHits: 1, TotalItems: 1}),
 			tx("cas x 0 0 2 1 noreply\r\nv4\r\n", "", Stats{CmdSet: 1, CasMisses: 1}),
 		}},
+		{name: "text/cas-nocas", cfg: Config{NoCAS: true}, steps: []counterStep{
+			tx("cas k 0 0 2 1\r\nv1\r\n", "NOT_FOUND\r\n", Stats{CmdSet: 1, CasMisses: 1}),
+			tx(setK, "STORED\r\n", stored),
+			tx("gets k\r\n", "VALUE k 0 2 0\r\nv1\r\nEND\r\n", hit),
+			// Without CAS values (-C) no cas matches, not even one of 0.
+			tx("cas k 0 0 2 1\r\nv2\r\n", "EXISTS\r\n", Stats{CmdSet: 1, CasBadval: 1}),
+			tx("cas k 0 0 2 0\r\nv3\r\n", "EXISTS\r\n", Stats{CmdSet: 1, CasBadval: 1}),
+			tx("get k\r\n", "VALUE k 0 2\r\nv1\r\nEND\r\n", hit),
+		}},
 		{name: "text/delete", steps: []counterStep{
 			tx("delete k\r\n", "NOT_FOUND\r\n", Stats{DeleteMisses: 1}),
 			tx("delete k noreply\r\n", "", Stats{DeleteMisses: 1}),
@@ -242,6 +253,23 @@ func counterCases() []counterCase {
 			tx("incr k 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n", Stats{}),
 			tx("decr k 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n", Stats{}),
 		}},
+		{name: "text/incr-lenient", steps: []counterStep{
+			// memcached's strtoull takes the digits before a space, and
+			// leading zeros past 20 digits; the result is written in place,
+			// padded with spaces to the old length.
+			tx("set k 0 0 6\r\n12 abc\r\n", "STORED\r\n", stored),
+			tx("incr k 1\r\n", "13\r\n", Stats{IncrHits: 1}),
+			tx("get k\r\n", "VALUE k 0 6\r\n13    \r\nEND\r\n", hit),
+			tx("set k 0 0 24\r\n000000000000000000000012\r\n", "STORED\r\n", stored),
+			tx("incr k 1\r\n", "13\r\n", Stats{IncrHits: 1}),
+			tx("get k\r\n", "VALUE k 0 24\r\n13"+strings.Repeat(" ", 22)+"\r\nEND\r\n", hit),
+			tx("set k 0 0 24\r\n000000000000000000000012\r\n", "STORED\r\n", stored),
+			tx("decr k 1\r\n", "11\r\n", Stats{DecrHits: 1}),
+			tx("set k 0 0 6\r\n12 abc\r\n", "STORED\r\n", stored),
+			tx("decr k 1\r\n", "11\r\n", Stats{DecrHits: 1}),
+			tx("set k 0 0 3\r\n12a\r\n", "STORED\r\n", stored),
+			tx("incr k 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n", Stats{}),
+		}},
 		{name: "text/touch-gat-gats", steps: []counterStep{
 			tx("touch k 100\r\n", "NOT_FOUND\r\n", Stats{CmdTouch: 1, TouchMisses: 1}),
 			tx("gat 100 k\r\n", "END\r\n", Stats{CmdTouch: 1, TouchMisses: 1}),
@@ -255,16 +283,20 @@ func counterCases() []counterCase {
 			tx("set k 0 -1 2\r\nv1\r\n", "STORED\r\n", stored),
 			tx("get k\r\n", "END\r\n", expired),
 			tx("set k 0 -1 2\r\nv1\r\n", "STORED\r\n", stored),
-			tx("gat 100 k\r\n", "END\r\n", Stats{CmdTouch: 1, TouchMisses: 1}),
+			// memcached counts get_expired for a gat or touch that finds the
+			// item expired, as for a get.
+			tx("gat 100 k\r\n", "END\r\n", Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 			tx("set k 0 -1 2\r\nv1\r\n", "STORED\r\n", stored),
-			tx("touch k 100\r\n", "NOT_FOUND\r\n", Stats{CmdTouch: 1, TouchMisses: 1}),
+			tx("touch k 100\r\n", "NOT_FOUND\r\n", Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 		}},
 		{name: "text/too-large", steps: []counterStep{
 			tx("set k 0 0 2000\r\n"+cBig+"\r\n", "SERVER_ERROR object too large for cache\r\n", Stats{StoreTooLarge: 1}),
 			tx(setHalf, "STORED\r\n", stored),
-			// A concatenation over the limit is a too-large store on this path,
-			// where ms answers NS and counts a set: the paths disagree today.
-			tx("append k 0 0 600\r\n"+cHalf+"\r\n", "SERVER_ERROR object too large for cache\r\n", Stats{StoreTooLarge: 1}),
+			// memcached counts the joined append as a set and answers
+			// NOT_STORED: its allocation fails inside do_store_item, after the
+			// set is counted; store_too_large counts only a value refused
+			// before its data is read.
+			tx("append k 0 0 600\r\n"+cHalf+"\r\n", "NOT_STORED\r\n", refused),
 			tx("append k 0 0 2000\r\n"+cBig+"\r\n", "SERVER_ERROR object too large for cache\r\n", Stats{StoreTooLarge: 1}),
 			tx("add k 0 0 2000\r\n"+cBig+"\r\n", "SERVER_ERROR object too large for cache\r\n", Stats{StoreTooLarge: 1}),
 			tx("get k\r\n", "VALUE k 0 600\r\n"+cHalf+"\r\nEND\r\n", hit),
@@ -318,7 +350,7 @@ func counterCases() []counterCase {
 		{name: "meta/ms-too-large", steps: []counterStep{
 			tx("ms k 2000\r\n"+cBig+"\r\n", "SERVER_ERROR object too large for cache\r\n", Stats{StoreTooLarge: 1}),
 			tx("ms k 600\r\n"+cHalf+"\r\n", "HD\r\n", stored),
-			// Unlike append in the text protocol: NS, a set, no store_too_large.
+			// As append in the text protocol: NS, a set, no store_too_large.
 			tx("ms k 600 MA\r\n"+cHalf+"\r\n", "NS\r\n", refused),
 			tx("mg k s\r\n", "HD s600\r\n", hit),
 			tx("ms k 2000 ME\r\n"+cBig+"\r\n", "SERVER_ERROR object too large for cache\r\n", Stats{StoreTooLarge: 1}),
@@ -329,9 +361,9 @@ func counterCases() []counterCase {
 			tx("mg k v\r\n", "VA 2\r\nv1\r\n", hit),
 		}},
 		{name: "meta/ms-no-memory", cfg: Config{NoEvict: true}, fill: true, steps: []counterStep{
-			// The value is read before the cache finds no room, so the refusal
-			// still counts a set; the text protocol takes it back.
-			tx(fmt.Sprintf("ms k %d\r\n%s\r\n", counterFillValue, cFill), "SERVER_ERROR out of memory storing object\r\n", Stats{CmdSet: 1, StoreNoMemory: 1}),
+			// As set: memcached's allocation fails before do_store_item, so
+			// no set is counted.
+			tx(fmt.Sprintf("ms k %d\r\n%s\r\n", counterFillValue, cFill), "SERVER_ERROR out of memory storing object\r\n", Stats{StoreNoMemory: 1}),
 		}},
 		{name: "meta/md", steps: []counterStep{
 			tx("md k\r\n", "NF\r\n", Stats{DeleteMisses: 1}),
@@ -393,14 +425,15 @@ func counterCases() []counterCase {
 		}},
 		{name: "bin/append-prepend", steps: []counterStep{
 			bx(bConcat(binOpAppend, "k", "a"), bErr(bConcat(binOpAppend, "k", "a"), binNotStored), refused),
-			// The CAS forms of append and prepend count no set when refused,
-			// and a cas hit when they store: they go through CompareAndSwap.
-			bx(bConcat(binOpAppend, "k", "a").withCAS(1), bErr(bConcat(binOpAppend, "k", "a"), binNotStored), Stats{}),
+			// The CAS forms of append and prepend count a set whatever the
+			// outcome and never a cas counter: memcached's do_store_item
+			// checks their CAS in its append branch, which has no cas stats.
+			bx(bConcat(binOpAppend, "k", "a").withCAS(1), bErr(bConcat(binOpAppend, "k", "a"), binNotStored), refused),
 			bx(binSetK, bOK(binSetK), stored),
 			bx(bConcat(binOpAppend, "k", "a"), bOK(bConcat(binOpAppend, "k", "a")), stored),
 			bx(bConcat(binOpPrepend, "k", "p"), bOK(bConcat(binOpPrepend, "k", "p")), stored),
-			bx(bConcat(binOpAppend, "k", "a").withCAS(99), bErr(bConcat(binOpAppend, "k", "a"), binExists), Stats{}),
-			bx(bConcat(binOpPrepend, "k", "p").withCAS(3), bOK(bConcat(binOpPrepend, "k", "p")), Stats{CmdSet: 1, CasHits: 1, TotalItems: 1}),
+			bx(bConcat(binOpAppend, "k", "a").withCAS(99), bErr(bConcat(binOpAppend, "k", "a"), binExists), refused),
+			bx(bConcat(binOpPrepend, "k", "p").withCAS(3), bOK(bConcat(binOpPrepend, "k", "p")), stored),
 			bx(bReq(binOpGet, "k"), bHit(bReq(binOpGet, "k"), 0, false, "ppv1a"), hit),
 		}},
 		{name: "bin/delete", steps: []counterStep{
@@ -440,24 +473,29 @@ func counterCases() []counterCase {
 			tx("set k 0 -1 2\r\nv1\r\n", "STORED\r\n", stored),
 			bx(bReq(binOpGet, "k"), bErr(bReq(binOpGet, "k"), binNotFound), expired),
 			tx("set k 0 -1 2\r\nv1\r\n", "STORED\r\n", stored),
-			bx(bExp(binOpTouch, "k", 100), bErr(bExp(binOpTouch, "k", 100), binNotFound), Stats{CmdTouch: 1, TouchMisses: 1}),
+			bx(bExp(binOpTouch, "k", 100), bErr(bExp(binOpTouch, "k", 100), binNotFound), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 			tx("set k 0 -1 2\r\nv1\r\n", "STORED\r\n", stored),
-			bx(bExp(binOpGAT, "k", 100), bErr(bExp(binOpGAT, "k", 100), binNotFound), Stats{CmdTouch: 1, TouchMisses: 1}),
+			bx(bExp(binOpGAT, "k", 100), bErr(bExp(binOpGAT, "k", 100), binNotFound), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 		}},
 		{name: "bin/too-large", steps: []counterStep{
-			bx(bStore(binOpSet, "k", cBig, 0, 0), bErr(bStore(binOpSet, "k", cBig, 0, 0), binTooLarge), Stats{StoreTooLarge: 1}),
+			// memcached's binary protocol counts no store_too_large: a value
+			// refused before its data is read counts nothing at all.
+			bx(bStore(binOpSet, "k", cBig, 0, 0), bErr(bStore(binOpSet, "k", cBig, 0, 0), binTooLarge), Stats{}),
 			bx(bStore(binOpSet, "k", cHalf, 0, 0), bOK(bStore(binOpSet, "k", cHalf, 0, 0)), stored),
-			bx(bConcat(binOpAppend, "k", cHalf), bErr(bConcat(binOpAppend, "k", cHalf), binNotStored), Stats{StoreTooLarge: 1}),
-			// The CAS matched before the joined value was found too large.
-			bx(bConcat(binOpAppend, "k", cHalf).withCAS(1), bErr(bConcat(binOpAppend, "k", cHalf), binNotStored), Stats{CasHits: 1, StoreTooLarge: 1}),
-			bx(bConcat(binOpAppend, "k", cBig), bErr(bConcat(binOpAppend, "k", cBig), binTooLarge), Stats{StoreTooLarge: 1}),
-			bx(bStore(binOpAdd, "k", cBig, 0, 0), bErr(bStore(binOpAdd, "k", cBig, 0, 0), binTooLarge), Stats{StoreTooLarge: 1}),
+			// A join over the limit fails inside do_store_item: a set, with
+			// or without a CAS, and no cas counter.
+			bx(bConcat(binOpAppend, "k", cHalf), bErr(bConcat(binOpAppend, "k", cHalf), binNotStored), refused),
+			bx(bConcat(binOpAppend, "k", cHalf).withCAS(1), bErr(bConcat(binOpAppend, "k", cHalf), binNotStored), refused),
+			bx(bConcat(binOpAppend, "k", cBig), bErr(bConcat(binOpAppend, "k", cBig), binTooLarge), Stats{}),
+			bx(bStore(binOpAdd, "k", cBig, 0, 0), bErr(bStore(binOpAdd, "k", cBig, 0, 0), binTooLarge), Stats{}),
 			bx(bReq(binOpGet, "k"), bHit(bReq(binOpGet, "k"), 0, false, cHalf), hit),
-			bx(bStore(binOpSet, "k", cBig, 0, 0), bErr(bStore(binOpSet, "k", cBig, 0, 0), binTooLarge), Stats{StoreTooLarge: 1}),
+			bx(bStore(binOpSet, "k", cBig, 0, 0), bErr(bStore(binOpSet, "k", cBig, 0, 0), binTooLarge), Stats{}),
 			bx(bReq(binOpGet, "k"), bErr(bReq(binOpGet, "k"), binNotFound), miss),
 		}},
 		{name: "bin/no-memory", cfg: Config{NoEvict: true}, fill: true, steps: []counterStep{
-			bx(bStore(binOpSet, "k", cFill, 0, 0), bNoMemory(bStore(binOpSet, "k", cFill, 0, 0)), Stats{StoreNoMemory: 1}),
+			// No store_no_memory either: memcached's binary protocol never
+			// counts it.
+			bx(bStore(binOpSet, "k", cFill, 0, 0), bNoMemory(bStore(binOpSet, "k", cFill, 0, 0)), Stats{}),
 		}},
 	}
 }
