@@ -19,7 +19,7 @@ func (s *Server) start() error { return s.startReactor() }
 func (s *Server) wakeWorkers() { s.wakePollers() }
 
 // connPlat and serverPlat are empty here: the reactor keeps all its
-// state in server.go.
+// state in reactor.go.
 type (
 	connPlat   struct{}
 	serverPlat struct{}

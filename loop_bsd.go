@@ -12,8 +12,8 @@ import (
 // The kqueue half of the poller pair (loop_linux.go is the other): one
 // kqueue per worker, woken through a non-blocking pipe, which every BSD
 // has (EVFILT_USER is missing on OpenBSD and older NetBSD), as memcached
-// does without eventfd. Everything else about the reactor lives in
-// server.go.
+// does without eventfd. The rest of the reactor is in reactor.go and
+// accept.go.
 
 // poller is one kqueue plus the pipe that wakes it.
 type poller struct {

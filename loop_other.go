@@ -222,8 +222,8 @@ func (w *worker) closeNet(c *conn) {
 	}
 }
 
-// The reactor's primitives, which server.go refers to but start never
-// reaches on these systems.
+// The reactor's primitives, which reactor.go and accept.go refer to but
+// start never reaches on these systems.
 
 var errNoPoller = errors.New("emcache: no epoll or kqueue on this system")
 
