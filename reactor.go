@@ -423,118 +423,208 @@ func (w *worker) serveYielded() {
 
 // serve makes all the progress it can on c, whatever woke it: it sends
 // pending replies, then reads and executes up to ReqsPerEvent requests,
-// then sends their replies with one write.
+// then sends their replies with one write. Each turn of its loop is the
+// same few steps: relieve backpressure, take input, execute it; finish
+// then sends what the turns produced and rearms the poller.
+//
+// The budget: a serve executes at most ReqsPerEvent requests, so that one
+// pipelining client cannot starve the others on its worker; a connection
+// that spends it is served again after them (w.yield) without waiting for
+// the poller, which may have nothing new to report.
+//
+// Where input lives: a connection with nothing buffered reads into the
+// worker's shared rbuf, and only the rest a turn leaves unconsumed (an
+// incomplete request, or requests past the budget) moves to a buffer of
+// its own, c.in; a connection with something in c.in reads after it. So
+// an idle connection holds no buffer, and a steady stream of whole
+// requests copies nothing.
+//
+// Where output lives: replies are appended to the worker's shared obuf
+// while c has nothing unsent, else to c.out; whatever the socket does not
+// take becomes (or stays) c.out, so c.out != nil means replies are
+// pending.
 func (w *worker) serve(c *conn) {
 	if c.epoch == w.epoch {
 		return // kqueue reports read and write separately
 	}
 	c.epoch = w.epoch
-	defer func() {
-		if r := recover(); r != nil {
-			w.s.log.Error("emcache: panic serving a connection; closing it",
-				"fd", c.fd, "worker", w.id, "panic", r, "stack", string(debug.Stack()))
-			w.closeConn(c)
-		}
-	}()
-	s := w.s
-	maxOut := s.cfg.MaxOutput
-	out := w.outBuf(c)
-	budget := s.cfg.ReqsPerEvent
-	drained := false  // a short read emptied the socket; a level-triggered poller reports new data
-	watching := false // the last request was watch: the connection leaves this worker
-	blocked := false  // the socket is full and out is past MaxOutput
-	for budget > 0 && !c.closing {
-		if len(out) > maxOut {
-			if err := w.flush(c, out); err != nil {
-				w.closeConn(c)
-				return
-			}
-			out = w.outBuf(c)
-			if len(out) > maxOut {
-				blocked = true // backpressure: read no more until the client reads
+	defer w.recoverServe(c)
+	r := round{out: w.outBuf(c), budget: w.s.cfg.ReqsPerEvent}
+	next := stepOn
+	for next == stepOn && r.budget > 0 && !c.closing {
+		if len(r.out) > w.s.cfg.MaxOutput {
+			if next = w.relieve(c, &r); next != stepOn {
 				break
 			}
 		}
 		var data []byte
-		shared := false
-		if len(c.in) > 0 && !c.needMore || c.proto.producing() {
-			data = c.in
-		} else {
-			if drained {
-				break
-			}
-			var buf []byte
-			if len(c.in) > 0 {
-				if !w.growIn(c) {
-					s.log.Error("emcache: request exceeds the input buffer; closing", "fd", c.fd)
-					w.closeConn(c)
-					return
-				}
-				buf = c.in[len(c.in):cap(c.in)]
-			} else {
-				buf, shared = w.rbuf, true
-			}
-			n, err := readFd(c.fd, buf)
-			if err == errWouldBlock {
-				break
-			}
-			if err != nil {
-				c.closeWhy = closeError
-				w.closeConn(c)
-				return
-			}
-			if n == 0 {
-				// EOF: answer what came before it, then close; a partial
-				// request is dropped.
-				c.closing = true
-				break
-			}
-			drained = n < len(buf)
-			w.st.bytesRead.Add(uint64(n))
-			c.lastActive = w.now
-			c.setMeta(w.now, stateParseCmd)
-			if shared {
-				data = buf[:n]
-			} else {
-				c.in = c.in[:len(c.in)+n]
-				data = c.in
-			}
-		}
-		n, newOut, reqs, act := s.handle(&c.proto, data, out, budget)
-		out = newOut
-		budget -= reqs
-		rest := data[n:]
-		if shared {
-			if len(rest) > 0 {
-				c.in = append(w.takeBuf(max(len(rest), c.proto.pending())), rest...)
-			}
-		} else if k := copy(c.in, rest); k > 0 {
-			c.in = c.in[:k]
-		} else {
-			w.putBuf(c.in)
-			c.in = nil
-		}
-		c.needMore = len(c.in) > 0 && budget > 0
-		if act == actWatch {
-			watching = true
+		if data, next = w.input(c, &r); next != stepOn {
 			break
 		}
-		if act != actNone {
-			c.closing = true
-			if act == actClose {
-				c.closeWhy = closeError
-			}
-			if act == actShutdown {
-				s.shutdownCommand()
-			}
-		}
+		next = w.execute(c, &r, data)
 	}
-	if watching {
-		w.handToWatchers(c, out)
+	if next != stepGone {
+		w.finish(c, &r)
+	}
+}
+
+// round is one serve call's progress, which its steps share. It lives on
+// serve's stack: the steps take a pointer that does not escape.
+type round struct {
+	out    []byte // the replies so far: c.out, or obuf while c.out is nil
+	budget int    // requests left before c yields to the worker's others
+	// shared says the input being executed is in the worker's rbuf, which
+	// the next read overwrites, rather than in c.in.
+	shared bool
+	// drained says a short read emptied the socket: the poller reports
+	// new data (it is level-triggered), so waiting for it saves a read
+	// that would find none.
+	drained bool
+	// blocked says out is past MaxOutput and the socket is full: c reads
+	// nothing more until its client reads its replies (backpressure).
+	blocked bool
+}
+
+// step is what one of serve's steps leaves it to do.
+type step uint8
+
+const (
+	stepOn   step = iota // keep going
+	stepStop             // stop reading; send and rearm
+	stepGone             // c is closed or handed over: touch it no more
+)
+
+// recoverServe closes c when serving it panicked, so that a bug one
+// request hits costs that connection, not the server.
+func (w *worker) recoverServe(c *conn) {
+	if r := recover(); r != nil {
+		w.s.log.Error("emcache: panic serving a connection; closing it",
+			"fd", c.fd, "worker", w.id, "panic", r, "stack", string(debug.Stack()))
+		w.closeConn(c)
+	}
+}
+
+// relieve sends r.out once it has grown past MaxOutput, before reading
+// more requests, so that a client pipelining large replies is bounded to
+// about MaxOutput of them buffered; if the socket takes too little, c is
+// blocked until its client reads.
+func (w *worker) relieve(c *conn, r *round) step {
+	if err := w.flush(c, r.out); err != nil {
+		w.closeConn(c)
+		return stepGone
+	}
+	r.out = w.outBuf(c)
+	if len(r.out) > w.s.cfg.MaxOutput {
+		r.blocked = true
+		return stepStop
+	}
+	return stepOn
+}
+
+// input returns the bytes to execute next. Buffered input comes first,
+// unless it is known to be an incomplete request (c.needMore), for which
+// only more bytes help; a retrieval still producing replies needs none.
+func (w *worker) input(c *conn, r *round) ([]byte, step) {
+	if len(c.in) > 0 && !c.needMore || c.proto.producing() {
+		r.shared = false
+		return c.in, stepOn
+	}
+	if r.drained {
+		return nil, stepStop
+	}
+	return w.read(c, r)
+}
+
+// read reads once from c: after what c.in holds, growing it if needed,
+// or into the shared rbuf when c.in is empty. At EOF the requests read
+// before it are still answered, then c closes; a partial one is dropped.
+func (w *worker) read(c *conn, r *round) ([]byte, step) {
+	buf := w.rbuf
+	r.shared = len(c.in) == 0
+	if !r.shared {
+		if !w.growIn(c) {
+			w.s.log.Error("emcache: request exceeds the input buffer; closing", "fd", c.fd)
+			w.closeConn(c)
+			return nil, stepGone
+		}
+		buf = c.in[len(c.in):cap(c.in)]
+	}
+	n, err := readFd(c.fd, buf)
+	switch {
+	case err == errWouldBlock:
+		return nil, stepStop
+	case err != nil:
+		c.closeWhy = closeError
+		w.closeConn(c)
+		return nil, stepGone
+	case n == 0:
+		c.closing = true
+		return nil, stepStop
+	}
+	r.drained = n < len(buf)
+	w.st.bytesRead.Add(uint64(n))
+	c.lastActive = w.now
+	c.setMeta(w.now, stateParseCmd)
+	if r.shared {
+		return buf[:n], stepOn
+	}
+	c.in = c.in[:len(c.in)+n]
+	return c.in, stepOn
+}
+
+// execute runs the protocol over data within the budget, appending the
+// replies to r.out, and keeps what it leaves unconsumed; the last
+// request's action decides whether c carries on.
+func (w *worker) execute(c *conn, r *round, data []byte) step {
+	n, out, reqs, act := w.s.handle(&c.proto, data, r.out, r.budget)
+	r.out = out
+	r.budget -= reqs
+	w.keepRest(c, data[n:], r.shared)
+	// Input left with budget to spare is an incomplete request: only a
+	// read can complete it. Input left because the budget ran out may
+	// hold whole requests, which the next serve executes before reading.
+	c.needMore = len(c.in) > 0 && r.budget > 0
+	switch act {
+	case actNone:
+		return stepOn
+	case actWatch:
+		w.handToWatchers(c, r.out)
+		return stepGone
+	case actClose:
+		c.closeWhy = closeError
+	case actShutdown:
+		w.s.shutdownCommand()
+	}
+	c.closing = true // serve's loop ends; finish sends out, then closes
+	return stepOn
+}
+
+// keepRest makes rest, the input execute left, c's buffered input. Rest
+// in the shared rbuf moves to a buffer of c's own, sized for the data
+// block it has begun, as the next read overwrites rbuf; rest in c.in moves
+// to its front; with no rest c.in goes back to the pool.
+func (w *worker) keepRest(c *conn, rest []byte, shared bool) {
+	if shared {
+		if len(rest) > 0 {
+			c.in = append(w.takeBuf(max(len(rest), c.proto.pending())), rest...)
+		}
 		return
 	}
-	if !blocked {
-		if err := w.flush(c, out); err != nil {
+	if k := copy(c.in, rest); k > 0 {
+		c.in = c.in[:k]
+		return
+	}
+	w.putBuf(c.in)
+	c.in = nil
+}
+
+// finish ends a serve: it sends what the round produced (unless blocked,
+// where relieve just found the socket full), closes c once a closing
+// connection has sent everything, queues c to be served again without
+// waiting when the budget ran out, and rearms the poller.
+func (w *worker) finish(c *conn, r *round) {
+	if !r.blocked {
+		if err := w.flush(c, r.out); err != nil {
 			c.closeWhy = closeError
 			w.closeConn(c)
 			return
@@ -544,15 +634,23 @@ func (w *worker) serve(c *conn) {
 		w.closeConn(c)
 		return
 	}
-	if budget <= 0 && !c.closing {
+	if r.budget <= 0 && !c.closing {
 		w.st.yields.Add(1)
 		if !c.inYield {
 			c.inYield = true
 			w.yield = append(w.yield, c)
 		}
 	}
+	w.rearm(c)
+}
+
+// rearm registers what c waits for next, reading unless it is closing or
+// blocked, writing while replies are pending, and publishes its state for
+// stats conns. A poller registration only changes when the interest does,
+// so a connection that keeps up costs no system call here.
+func (w *worker) rearm(c *conn) {
 	want := interest(0)
-	if !c.closing && len(c.out) <= maxOut {
+	if !c.closing && len(c.out) <= w.s.cfg.MaxOutput {
 		want |= intRead
 	}
 	if c.out != nil {
