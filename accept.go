@@ -1,7 +1,6 @@
 package emcache
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -14,9 +13,6 @@ import (
 // acceptBackoff is how long accepting pauses after EMFILE and the like:
 // memcached's maxconns_handler retries every 10 ms too.
 const acceptBackoff = 10 * time.Millisecond
-
-// tooManyConns is memcached's reply to a connection over -c.
-const tooManyConns = "ERROR Too many open connections\r\n"
 
 // acceptLoop is memcached's main thread: it waits on every listening
 // socket with its own poller and hands what it accepts to the workers.
@@ -116,23 +112,9 @@ func (s *Server) setListening(on bool) bool {
 	return true
 }
 
-// ErrMaxConnsTooLow is Serve's error when ServerConfig.MaxConns leaves no
-// connection for clients once ReservedFDs and the listeners are counted.
-var ErrMaxConnsTooLow = errors.New("emcache: MaxConns too low")
-
-// clientLimit is how many client connections MaxConns leaves room for.
-func (s *Server) clientLimit() int {
-	if s.cfg.ReservedFDs == 0 {
-		return s.cfg.MaxConns
-	}
-	return s.cfg.MaxConns - len(s.listeners) - s.cfg.ReservedFDs - 1
-}
-
 // dispatch hands an accepted fd to the next worker (dispatch_conn_new).
 func (s *Server) dispatch(l *listener, fd int, peer netip.AddrPort) {
-	if s.open.Add(1) > int64(s.clientLimit()) {
-		s.open.Add(-1)
-		s.rejected.Add(1) // counted before the client can see the close
+	if !s.admit() {
 		writeFd(fd, []byte(tooManyConns))
 		closeFd(fd)
 		return

@@ -109,12 +109,10 @@ func (s *Server) acceptNet(l *listener) {
 			continue
 		}
 		failing = false
-		if s.open.Add(1) > int64(s.cfg.MaxConns) {
-			s.open.Add(-1)
+		if !s.admit() {
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write([]byte(tooManyConns))
 			nc.Close()
-			s.rejected.Add(1)
 			continue
 		}
 		c := &conn{plat: connPlat{nc: nc}, l: l, fd: s.plat.alloc(len(s.listeners))}
