@@ -2,7 +2,6 @@ package emcache
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -31,9 +30,6 @@ const (
 	// minIdleScan keeps tiny idle timeouts from turning into busy scans.
 	minIdleScan = 5 * time.Millisecond
 )
-
-// errWouldBlock is what the fd primitives return for EAGAIN.
-var errWouldBlock = errors.New("emcache: operation would block")
 
 // interest is what a connection waits for in its poller.
 type interest uint8
@@ -100,7 +96,8 @@ type workerStats struct {
 type conn struct {
 	plat  connPlat // platform extras; first, as it may be empty
 	proto protoConn
-	fd    int // -1 once closed
+	fd    int       // names the connection; -1 once closed
+	t     transport // carries its bytes; &fd as an *fdTransport
 	in    []byte
 	out   []byte // unsent replies; nil when everything is sent
 	l     *listener
@@ -110,10 +107,10 @@ type conn struct {
 	meta       atomic.Uint64
 	lastActive int64
 	epoch      uint64 // the worker epoch it was last served in
-	interest   interest
-	closing    bool   // close once out is sent
 	closeWhy   string // conn_close's reason for watchers; "" is normal
-	needMore   bool   // in holds only an incomplete request
+	interest   interest
+	closing    bool // close once out is sent
+	needMore   bool // in holds only an incomplete request
 	inYield    bool
 }
 
@@ -272,6 +269,7 @@ func (w *worker) adopt() {
 			continue
 		}
 		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: intRead, lastActive: w.now}
+		c.t = (*fdTransport)(&c.fd)
 		c.proto.fd = q.fd
 		c.setMeta(w.now, stateWaiting)
 		w.mu.Lock()
@@ -383,7 +381,7 @@ func (w *worker) closeConn(c *conn) {
 	w.mu.Lock()
 	w.byFd[fd] = nil
 	w.mu.Unlock()
-	closeFd(fd)
+	c.t.close()
 	if w.s.watch.wants(logConnEvents) {
 		w.s.logConn(fd, c.peer, c.l.tcp, cmp.Or(c.closeWhy, closeNormal))
 	}
@@ -476,9 +474,10 @@ type round struct {
 	// shared says the input being executed is in the worker's rbuf, which
 	// the next read overwrites, rather than in c.in.
 	shared bool
-	// drained says a short read emptied the socket: the poller reports
-	// new data (it is level-triggered), so waiting for it saves a read
-	// that would find none.
+	// drained says a short read emptied the socket and the transport
+	// holds no more input: the poller reports new data (it is
+	// level-triggered), so waiting for it saves a read that would find
+	// none.
 	drained bool
 	// blocked says out is past MaxOutput and the socket is full: c reads
 	// nothing more until its client reads its replies (backpressure).
@@ -549,7 +548,7 @@ func (w *worker) read(c *conn, r *round) ([]byte, step) {
 		}
 		buf = c.in[len(c.in):cap(c.in)]
 	}
-	n, err := readFd(c.fd, buf)
+	n, err := c.t.read(buf)
 	switch {
 	case err == errWouldBlock:
 		return nil, stepStop
@@ -561,7 +560,7 @@ func (w *worker) read(c *conn, r *round) ([]byte, step) {
 		c.closing = true
 		return nil, stepStop
 	}
-	r.drained = n < len(buf)
+	r.drained = n < len(buf) && !c.t.buffered()
 	w.st.bytesRead.Add(uint64(n))
 	c.lastActive = w.now
 	c.setMeta(w.now, stateParseCmd)
@@ -698,7 +697,7 @@ func (w *worker) flush(c *conn, out []byte) error {
 	var err error
 	sent := 0
 	for sent < len(out) {
-		n, e := writeFd(c.fd, out[sent:])
+		n, e := c.t.write(out[sent:])
 		if e != nil {
 			if e != errWouldBlock {
 				err = e
