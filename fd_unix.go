@@ -15,7 +15,7 @@ import (
 // start runs the reactor: N workers, each on its own poller.
 func (s *Server) start() error { return s.startReactor() }
 
-// wakeWorkers makes every worker look at s.mode again.
+// wakeWorkers makes every worker look at s.phase again.
 func (s *Server) wakeWorkers() { s.wakePollers() }
 
 // connPlat and serverPlat are empty here: the reactor keeps all its

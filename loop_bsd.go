@@ -80,10 +80,10 @@ func (p *poller) add(fd int) error {
 // or disabled, so neither change can fail with ENOENT.
 func (p *poller) mod(fd int, in interest) error {
 	rf, wf := unix.EV_ADD|unix.EV_DISABLE, unix.EV_ADD|unix.EV_DISABLE
-	if in&intRead != 0 {
+	if in&wantRead != 0 {
 		rf = unix.EV_ADD | unix.EV_ENABLE
 	}
-	if in&intWrite != 0 {
+	if in&wantWrite != 0 {
 		wf = unix.EV_ADD | unix.EV_ENABLE
 	}
 	unix.SetKevent(&p.changes[0], fd, unix.EVFILT_READ, rf)

@@ -39,10 +39,10 @@ func newPoller() (*poller, error) {
 
 func epollEvents(in interest) uint32 {
 	var ev uint32
-	if in&intRead != 0 {
+	if in&wantRead != 0 {
 		ev |= unix.EPOLLIN
 	}
-	if in&intWrite != 0 {
+	if in&wantWrite != 0 {
 		ev |= unix.EPOLLOUT
 	}
 	return ev

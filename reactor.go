@@ -35,8 +35,8 @@ const (
 type interest uint8
 
 const (
-	intRead interest = 1 << iota
-	intWrite
+	wantRead interest = 1 << iota
+	wantWrite
 )
 
 // pollEvent is what a poller reports for one fd.
@@ -102,9 +102,9 @@ type conn struct {
 	out   []byte // unsent replies; nil when everything is sent
 	l     *listener
 	peer  netip.AddrPort
-	// meta packs the last activity time (s.clock) and the stats conns
+	// activity packs the last activity time (s.clock) and the stats conns
 	// state, so snapshots read both with one atomic load.
-	meta       atomic.Uint64
+	activity   atomic.Uint64
 	lastActive int64
 	epoch      uint64 // the worker epoch it was last served in
 	closeWhy   string // conn_close's reason for watchers; "" is normal
@@ -114,8 +114,8 @@ type conn struct {
 	inYield    bool
 }
 
-func (c *conn) setMeta(t int64, state uint64) {
-	c.meta.Store(uint64(t)<<stateBits | state)
+func (c *conn) setActivity(t int64, state uint64) {
+	c.activity.Store(uint64(t)<<stateBits | state)
 }
 
 // startReactor creates the pollers, then starts the workers and listeners.
@@ -217,8 +217,8 @@ func (w *worker) run() {
 			// 4.2 ms → 0.66 ms, throughput unchanged).
 			yieldCPU()
 		}
-		if m := s.mode.Load(); m != modeRun {
-			if m == modeClose {
+		if ph := s.phase.Load(); ph != phaseRun {
+			if ph == phaseClose {
 				w.closeAll()
 				return
 			}
@@ -257,7 +257,7 @@ func (w *worker) adopt() {
 	w.popped = w.q.popAll(w.popped[:0])
 	for i, q := range w.popped {
 		w.popped[i] = queuedConn{}
-		if w.s.mode.Load() != modeRun {
+		if w.s.phase.Load() != phaseRun {
 			closeFd(q.fd)
 			w.s.open.Add(-1)
 			continue
@@ -268,10 +268,10 @@ func (w *worker) adopt() {
 			w.s.open.Add(-1)
 			continue
 		}
-		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: intRead, lastActive: w.now}
+		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: wantRead, lastActive: w.now}
 		c.t = (*fdTransport)(&c.fd)
 		c.proto.fd = q.fd
-		c.setMeta(w.now, stateWaiting)
+		c.setActivity(w.now, stateWaiting)
 		w.mu.Lock()
 		if q.fd >= len(w.byFd) {
 			n := max(q.fd+1, 2*len(w.byFd))
@@ -324,7 +324,7 @@ func (w *worker) startDrain() {
 		if c.out == nil {
 			w.closeConn(c)
 		} else {
-			w.setInterest(c, intWrite)
+			w.setInterest(c, wantWrite)
 		}
 	}
 }
@@ -563,7 +563,7 @@ func (w *worker) read(c *conn, r *round) ([]byte, step) {
 	r.drained = n < len(buf) && !c.t.buffered()
 	w.st.bytesRead.Add(uint64(n))
 	c.lastActive = w.now
-	c.setMeta(w.now, stateParseCmd)
+	c.setActivity(w.now, stateParseCmd)
 	if r.shared {
 		return buf[:n], stepOn
 	}
@@ -650,10 +650,10 @@ func (w *worker) finish(c *conn, r *round) {
 func (w *worker) rearm(c *conn) {
 	want := interest(0)
 	if !c.closing && len(c.out) <= w.s.cfg.MaxOutput {
-		want |= intRead
+		want |= wantRead
 	}
 	if c.out != nil {
-		want |= intWrite
+		want |= wantWrite
 	}
 	if !w.setInterest(c, want) {
 		return
@@ -665,7 +665,7 @@ func (w *worker) rearm(c *conn) {
 	case c.out != nil:
 		state = stateMwrite
 	}
-	c.setMeta(c.lastActive, state)
+	c.setActivity(c.lastActive, state)
 }
 
 // setInterest updates c's poller registration if it changed; false means

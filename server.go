@@ -233,7 +233,7 @@ type Server struct {
 	authStats authStats                // auth_cmds, auth_errors (auth.go)
 	fault     atomic.Pointer[faultRun] // InjectFault's pending fault, nil when none (fault.go)
 
-	mode       atomic.Int32  // modeRun, modeDrain or modeClose; only grows
+	phase      atomic.Int32  // phaseRun, phaseDrain or phaseClose; only grows
 	quit       chan struct{} // closed when accepting stops
 	acceptOnce sync.Once
 	acceptWG   sync.WaitGroup
@@ -246,10 +246,11 @@ type Server struct {
 	plat         serverPlat // state only the platform's loop file uses
 }
 
+// The server's phases, in the order setPhase moves through them.
 const (
-	modeRun   = iota
-	modeDrain // finish pending replies, then close
-	modeClose // close everything now
+	phaseRun   = iota
+	phaseDrain // finish pending replies, then close
+	phaseClose // close everything now
 )
 
 // listener is one listening socket.
@@ -390,7 +391,7 @@ func (s *Server) Addrs() []net.Addr {
 // descriptors are gone. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.stopAccepting()
-	s.setMode(modeClose)
+	s.setPhase(phaseClose)
 	<-s.done
 	return nil
 }
@@ -400,7 +401,7 @@ func (s *Server) Close() error {
 // connections are closed as by [Server.Close] and ctx's error returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopAccepting()
-	s.setMode(modeDrain)
+	s.setPhase(phaseDrain)
 	select {
 	case <-s.done:
 		return nil
@@ -439,19 +440,19 @@ func (s *Server) stopAccepting() {
 			s.closeListeners()
 			s.acceptWG.Wait()
 		}
-		// Workers exit once the mode says so, which the caller sets next.
+		// Workers exit once the phase says so, which the caller sets next.
 		go s.reap()
 	})
 }
 
-// setMode moves the server to m unless it is already further along.
-func (s *Server) setMode(m int32) {
+// setPhase moves the server to phase p unless it is already further along.
+func (s *Server) setPhase(p int32) {
 	for {
-		old := s.mode.Load()
-		if old >= m {
+		old := s.phase.Load()
+		if old >= p {
 			return
 		}
-		if s.mode.CompareAndSwap(old, m) {
+		if s.phase.CompareAndSwap(old, p) {
 			s.wakeWorkers()
 			return
 		}
@@ -552,7 +553,7 @@ func (s *Server) connInfos() []connInfo {
 			if c == nil {
 				continue
 			}
-			meta := c.meta.Load()
+			act := c.activity.Load()
 			addr := c.l.name
 			if c.l.tcp {
 				addr = tcpName(c.peer)
@@ -561,8 +562,8 @@ func (s *Server) connInfos() []connInfo {
 				fd:         id,
 				addr:       addr,
 				listenAddr: c.l.name,
-				state:      stateNames[meta&stateMask],
-				idle:       time.Duration(max(0, now-int64(meta>>stateBits))),
+				state:      stateNames[act&stateMask],
+				idle:       time.Duration(max(0, now-int64(act>>stateBits))),
 			})
 		}
 		w.mu.Unlock()
