@@ -15,11 +15,11 @@ import (
 // start runs the reactor: N workers, each on its own poller.
 func (s *Server) start() error { return s.startReactor() }
 
-// wakeWorkers makes every worker look at s.mode again.
+// wakeWorkers makes every worker look at s.phase again.
 func (s *Server) wakeWorkers() { s.wakePollers() }
 
 // connPlat and serverPlat are empty here: the reactor keeps all its
-// state in server.go.
+// state in reactor.go.
 type (
 	connPlat   struct{}
 	serverPlat struct{}

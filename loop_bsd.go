@@ -12,8 +12,8 @@ import (
 // The kqueue half of the poller pair (loop_linux.go is the other): one
 // kqueue per worker, woken through a non-blocking pipe, which every BSD
 // has (EVFILT_USER is missing on OpenBSD and older NetBSD), as memcached
-// does without eventfd. Everything else about the reactor lives in
-// server.go.
+// does without eventfd. The rest of the reactor is in reactor.go and
+// accept.go.
 
 // poller is one kqueue plus the pipe that wakes it.
 type poller struct {
@@ -80,10 +80,10 @@ func (p *poller) add(fd int) error {
 // or disabled, so neither change can fail with ENOENT.
 func (p *poller) mod(fd int, in interest) error {
 	rf, wf := unix.EV_ADD|unix.EV_DISABLE, unix.EV_ADD|unix.EV_DISABLE
-	if in&intRead != 0 {
+	if in&wantRead != 0 {
 		rf = unix.EV_ADD | unix.EV_ENABLE
 	}
-	if in&intWrite != 0 {
+	if in&wantWrite != 0 {
 		wf = unix.EV_ADD | unix.EV_ENABLE
 	}
 	unix.SetKevent(&p.changes[0], fd, unix.EVFILT_READ, rf)

@@ -9,7 +9,8 @@ import (
 
 // The Linux half of the poller pair (loop_bsd.go is the other): one epoll
 // instance per worker, woken by an eventfd, as memcached does when built
-// with HAVE_EVENTFD. Everything else about the reactor lives in server.go.
+// with HAVE_EVENTFD. The rest of the reactor is in reactor.go and
+// accept.go.
 
 // poller is one epoll instance plus the eventfd that wakes it.
 type poller struct {
@@ -38,10 +39,10 @@ func newPoller() (*poller, error) {
 
 func epollEvents(in interest) uint32 {
 	var ev uint32
-	if in&intRead != 0 {
+	if in&wantRead != 0 {
 		ev |= unix.EPOLLIN
 	}
-	if in&intWrite != 0 {
+	if in&wantWrite != 0 {
 		ev |= unix.EPOLLOUT
 	}
 	return ev

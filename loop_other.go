@@ -64,11 +64,11 @@ func (p *serverPlat) release(id int) {
 	p.mu.Unlock()
 }
 
-// wakeWorkers applies s.mode to every connection goroutine: a read
+// wakeWorkers applies s.phase to every connection goroutine: a read
 // deadline in the past ends a blocked Read (drain: pending replies are
 // already written, as writes are synchronous); closing ends everything.
 func (s *Server) wakeWorkers() {
-	closing := s.mode.Load() == modeClose
+	closing := s.phase.Load() == phaseClose
 	for _, w := range s.workers {
 		w.mu.Lock()
 		for _, c := range w.byFd {
@@ -109,12 +109,10 @@ func (s *Server) acceptNet(l *listener) {
 			continue
 		}
 		failing = false
-		if s.open.Add(1) > int64(s.cfg.MaxConns) {
-			s.open.Add(-1)
+		if !s.admit() {
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
 			nc.Write([]byte(tooManyConns))
 			nc.Close()
-			s.rejected.Add(1)
 			continue
 		}
 		c := &conn{plat: connPlat{nc: nc}, l: l, fd: s.plat.alloc(len(s.listeners))}
@@ -122,7 +120,7 @@ func (s *Server) acceptNet(l *listener) {
 			c.peer = a.AddrPort()
 		}
 		c.lastActive = s.clock()
-		c.setMeta(c.lastActive, stateWaiting)
+		c.setActivity(c.lastActive, stateWaiting)
 		w := s.workers[(s.next.Add(1)-1)%uint32(len(s.workers))]
 		w.mu.Lock()
 		for c.fd >= len(w.byFd) {
@@ -157,9 +155,9 @@ func (w *worker) serveNet(c *conn) {
 		if s.cfg.IdleTimeout > 0 {
 			nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
-		// After setting the deadline: wakeWorkers sets the mode before its
+		// After setting the deadline: wakeWorkers sets the phase before its
 		// own deadline, so one of the two always ends the Read below.
-		if s.mode.Load() != modeRun {
+		if s.phase.Load() != phaseRun {
 			return
 		}
 		if len(in) == cap(in) {
@@ -175,13 +173,13 @@ func (w *worker) serveNet(c *conn) {
 			in = in[:len(in)+n]
 			w.st.bytesRead.Add(uint64(n))
 			c.lastActive = s.clock()
-			c.setMeta(c.lastActive, stateParseCmd)
+			c.setActivity(c.lastActive, stateParseCmd)
 			for len(in) > 0 || c.proto.producing() {
 				k, o, reqs, act := s.handle(&c.proto, in, out[:0], s.cfg.ReqsPerEvent)
 				out = o
 				in = in[:copy(in, in[k:])]
 				if len(out) > 0 {
-					c.setMeta(c.lastActive, stateMwrite) // shows a client that does not read
+					c.setActivity(c.lastActive, stateMwrite) // shows a client that does not read
 					if _, err := nc.Write(out); err != nil {
 						return
 					}
@@ -198,10 +196,10 @@ func (w *worker) serveNet(c *conn) {
 				}
 				w.st.yields.Add(1)
 			}
-			c.setMeta(c.lastActive, c.proto.connState(len(in) > 0))
+			c.setActivity(c.lastActive, c.proto.connState(len(in) > 0))
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && s.cfg.IdleTimeout > 0 && s.mode.Load() == modeRun {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.cfg.IdleTimeout > 0 && s.phase.Load() == phaseRun {
 				w.st.idleKicks.Add(1)
 			}
 			return
@@ -222,8 +220,8 @@ func (w *worker) closeNet(c *conn) {
 	}
 }
 
-// The reactor's primitives, which server.go refers to but start never
-// reaches on these systems.
+// The reactor's primitives, which reactor.go and accept.go refer to but
+// start never reaches on these systems.
 
 var errNoPoller = errors.New("emcache: no epoll or kqueue on this system")
 

@@ -1,0 +1,62 @@
+package emcache
+
+import "math/bits"
+
+// Each worker keeps the buffers its connections borrow for partial input
+// and pending output, so that steady traffic allocates nothing: an idle
+// connection holds no buffer at all, and the busy ones reuse the same few.
+
+const (
+	// readBufSize is memcached's READ_BUFFER_SIZE. Each worker reads into
+	// one buffer of this size; a connection holds its own (from the
+	// worker's free list) only while it has a partial request buffered.
+	readBufSize = 16 << 10
+	// maxFreeBufs bounds each worker's free list of readBufSize buffers.
+	maxFreeBufs = 64
+	// maxBigPool bounds the bytes of larger buffers (for big values in and
+	// out) a worker keeps for reuse: without it every large set or partly
+	// written large reply allocates, and the garbage drives GC cycles that
+	// show in tail latency.
+	maxBigPool = 8 << 20
+	// maxKeptOutBuf bounds the worker's shared output buffer kept after a
+	// large reply, so one big multiget does not pin memory forever.
+	maxKeptOutBuf = 2 << 20
+	// lineSlack is the room beyond MaxItemSize a connection's input buffer
+	// may grow to: the command line (<= 2048 bytes) and the data's \r\n.
+	lineSlack = 4096
+)
+
+// takeBuf returns an empty buffer for at least n bytes, from the worker's
+// pools when one fits.
+func (w *worker) takeBuf(n int) []byte {
+	if n > readBufSize {
+		for i, b := range w.big {
+			if cap(b) >= n {
+				last := len(w.big) - 1
+				w.big[i], w.big[last] = w.big[last], nil
+				w.big = w.big[:last]
+				w.bigBytes -= cap(b)
+				return b
+			}
+		}
+		// A power of two serves later requests of similar sizes.
+		return make([]byte, 0, 1<<bits.Len(uint(n-1)))
+	}
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free[n-1] = nil
+		w.free = w.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, readBufSize)
+}
+
+func (w *worker) putBuf(b []byte) {
+	switch {
+	case cap(b) == readBufSize && len(w.free) < maxFreeBufs:
+		w.free = append(w.free, b[:0])
+	case cap(b) > readBufSize && w.bigBytes+cap(b) <= maxBigPool:
+		w.big = append(w.big, b[:0])
+		w.bigBytes += cap(b)
+	}
+}
