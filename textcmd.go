@@ -84,14 +84,14 @@ func (s *Server) storage(pc *protoConn, kind storeKind, rest []byte, t *[maxToke
 // dataLen checks a storage command's data length, vl as parsed. memcached
 // reads it into an int32, so that 4294967297 is 1 and the bytes past the
 // first are parsed as commands; here the whole number counts. It returns
-// the length or the error reply: memcached's for a negative length, bad
-// data chunk for one no item can have, with nothing swallowed.
+// the length or the error reply: memcached's for a length it refuses, bad
+// data chunk for one it would have truncated, with nothing swallowed.
 func dataLen(vl int64) (int, string) {
 	switch {
-	case vl < 0:
-		return 0, rBadFormat
-	case vl > math.MaxInt32-2:
+	case vl < math.MinInt32 || vl > math.MaxInt32:
 		return 0, rBadDataChunk
+	case vl < 0 || vl > math.MaxInt32-2:
+		return 0, rBadFormat
 	}
 	return int(vl), ""
 }
