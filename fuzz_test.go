@@ -544,19 +544,40 @@ func (fz *cacheFuzzer) arithmetic(incr bool, key string, m *modelItem) {
 	m.value, m.flags, m.exp, m.cas = digits, it.Flags, it.Exptime, it.CAS
 }
 
-// fuzzParseNumber reads a value as memcached's incr does: optional leading
-// spaces, decimal digits that fit 64 bits, then only spaces or a line end.
+// fuzzParseNumber models memcached's parse of a value for incr and decr:
+// strtoull over it as a C string (up to a NUL): leading white space, an
+// optional sign, digits, then the end or white space; a minus only when
+// the result does not look negative as a signed number.
 func fuzzParseNumber(v []byte) (uint64, bool) {
-	s := strings.TrimLeft(string(v), " ")
+	const space = " \t\n\v\f\r"
+	s := string(v)
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimLeft(s, space)
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
 	end := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
 	if end < 0 {
 		end = len(s)
 	}
-	if strings.Trim(s[end:], " \r\n") != "" {
+	if end == 0 || end < len(s) && !strings.ContainsRune(space, rune(s[end])) {
 		return 0, false
 	}
 	n, err := strconv.ParseUint(s[:end], 10, 64)
-	return n, err == nil
+	if err != nil {
+		return 0, false
+	}
+	if neg {
+		n = -n
+		if int64(n) < 0 {
+			return 0, false
+		}
+	}
+	return n, true
 }
 
 // getMulti reads one to four keys at once.
