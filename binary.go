@@ -298,6 +298,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 		return binHeaderLen, appendBinError(out, &h, binInvalid), actClose
 	}
 	base, quiet := binBase(h.opcode)
+	pc.count(binCmdKind(base))
 	if !binWellFormed(base, &h) {
 		return binHeaderLen, appendBinError(out, &h, binInvalid), actClose
 	}

@@ -116,6 +116,7 @@ func (s *Server) acceptNet(l *listener) {
 			continue
 		}
 		c := &conn{plat: connPlat{nc: nc}, l: l, fd: s.plat.alloc(len(s.listeners))}
+		c.proto.tally = new(tally)
 		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			c.peer = a.AddrPort()
 		}
@@ -178,6 +179,7 @@ func (w *worker) serveNet(c *conn) {
 				k, o, reqs, act := s.handle(&c.proto, in, out[:0], s.cfg.ReqsPerEvent)
 				out = o
 				in = in[:copy(in, in[k:])]
+				c.proto.tally.file(&w.latency, time.Duration(s.clock()-c.lastActive))
 				if len(out) > 0 {
 					c.setActivity(c.lastActive, stateMwrite) // shows a client that does not read
 					if _, err := nc.Write(out); err != nil {

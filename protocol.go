@@ -150,6 +150,9 @@ type protoConn struct {
 
 	// fd is the connection's descriptor, as watch lines name it (cfd).
 	fd int
+	// tally, when not nil, counts each request's command for the latency
+	// histograms (latency.go); its reactor files it.
+	tally *tally
 	// watchKinds are the log kinds a watch command asked for.
 	watchKinds uint32
 }
@@ -302,6 +305,7 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 			if !ok {
 				return n, out, reqs, actClose
 			}
+			pc.count(cmdGet)
 			pc.startGet(cas, false, 0, false, len(out))
 			n += pos
 			continue
@@ -365,13 +369,16 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 	// could name one key (get canary:001\0junk, delete nulkey\0) and reach
 	// another. A NUL has no place in a command line: refuse it.
 	if bytes.IndexByte(line, 0) >= 0 {
+		pc.count(cmdOther)
 		return lineLen, append(out, rBadFormat...), actNone
 	}
 	var t [maxTokens][]byte
 	nt := tokenize(line, &t)
 	if nt < 2 || len(t[0]) < 2 {
+		pc.count(cmdOther)
 		return lineLen, append(out, rError...), actNone
 	}
+	pc.count(textCmdKind(t[0]))
 	// noreply is recognised only as the last word (set_noreply_maybe).
 	noreply := string(t[nt-2]) == "noreply"
 	cmd := t[0]

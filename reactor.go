@@ -82,6 +82,10 @@ type worker struct {
 	nextScan int64 // next idle-timeout check
 	epoch    uint64
 	draining bool
+	// tally counts the commands of the requests whose replies serve has
+	// not sent yet; latency is where they are filed once sent (latency.go).
+	tally   tally
+	latency [numCmdKinds]latencyHist
 
 	st workerStats
 	_  [64]byte // keeps another worker's hot fields off st's cache line
@@ -269,6 +273,7 @@ func (w *worker) adopt() {
 			continue
 		}
 		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: wantRead, lastActive: w.now}
+		c.proto.tally = &w.tally
 		c.t = (*fdTransport)(&c.fd)
 		c.proto.fd = q.fd
 		c.setActivity(w.now, stateWaiting)
@@ -463,6 +468,18 @@ func (w *worker) serve(c *conn) {
 	}
 	if next != stepGone {
 		w.finish(c, &r)
+	} else {
+		w.fileLatency()
+	}
+}
+
+// fileLatency files the requests tallied since the last call under the
+// time since the wake-up that brought them in. It runs just before their
+// replies are written, so that a client that has its reply finds its
+// request counted.
+func (w *worker) fileLatency() {
+	if w.tally.kinds != 0 {
+		w.tally.file(&w.latency, time.Duration(w.s.clock()-w.now))
 	}
 }
 
@@ -622,6 +639,7 @@ func (w *worker) keepRest(c *conn, rest []byte, shared bool) {
 // connection has sent everything, queues c to be served again without
 // waiting when the budget ran out, and rearms the poller.
 func (w *worker) finish(c *conn, r *round) {
+	w.fileLatency()
 	if !r.blocked {
 		if err := w.flush(c, r.out); err != nil {
 			c.closeWhy = closeError

@@ -498,9 +498,12 @@ type ServerStats struct {
 }
 
 // WorkerStats are one worker's share of the connection counters; they show
-// how evenly round-robin spreads connections.
+// how evenly round-robin spreads connections and their load.
 type WorkerStats struct {
 	CurrConnections, TotalConnections, ConnYields uint64
+	// Requests counts the requests whose replies the worker has sent (or
+	// that asked for none), as CommandLatencies times them.
+	Requests uint64
 }
 
 // Stats sums the per-worker counters, which only their worker writes.
@@ -516,6 +519,7 @@ func (s *Server) Stats() ServerStats {
 			CurrConnections:  w.st.curr.Load(),
 			TotalConnections: w.st.total.Load(),
 			ConnYields:       w.st.yields.Load(),
+			Requests:         w.requests(),
 		}
 		st.Workers[i] = ws
 		st.CurrConnections += ws.CurrConnections
