@@ -162,7 +162,10 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 	valLen = len(r.value)
 	_, off, found := s.lookup(key, h, now)
 	if found {
-		cmp := compareCAS(reqCAS, c.casOut(s.cas(off)), r.stale)
+		cmp := casNone
+		if reqCAS != 0 { // a derived CAS costs a look at the ring: only when asked
+			cmp = compareCAS(reqCAS, c.casOut(s.cas(off)), r.stale)
+		}
 		switch r.kind {
 		case storeAdd:
 			s.bump(off, now) // memcached promotes an item a failed add hit
