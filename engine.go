@@ -217,7 +217,7 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 		if !r.uncountedRefusal {
 			s.st.storeTooLarge++
 		}
-		s.dropLocked(key, h, r.dropOnFail)
+		s.dropIf(key, h, r.dropOnFail)
 		return resultTooLarge, 0, len(r.value)
 	}
 	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, r.casIn, false, h, found && off >= s.main.base, now)
@@ -226,7 +226,7 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 		if !r.uncountedRefusal {
 			s.st.storeNoMemory++
 		}
-		s.dropLocked(key, h, r.dropOnFail)
+		s.dropIf(key, h, r.dropOnFail)
 		return resultNoMemory, 0, len(r.value)
 	}
 	// Making room may have moved or evicted the old item: look again.
@@ -252,8 +252,8 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 	return resultOK, c.casOut(s.cas(dst)), valLen
 }
 
-// dropLocked removes the live item under key if drop is set.
-func (s *shard) dropLocked(key []byte, h uint64, drop bool) {
+// dropIf removes the live item under key if drop is set.
+func (s *shard) dropIf(key []byte, h uint64, drop bool) {
 	if !drop {
 		return
 	}
@@ -275,7 +275,7 @@ func (c *Cache) refuse(r *storeReq) {
 	if !r.uncountedRefusal {
 		s.st.storeTooLarge++
 	}
-	s.dropLocked(r.key, h, r.dropOnFail)
+	s.dropIf(r.key, h, r.dropOnFail)
 }
 
 // countBadBlock counts a store whose data block did not end in CRLF: it
