@@ -111,17 +111,32 @@ func (s *Server) maxItemSize() int {
 	return m
 }
 
-// textStoreReplies are the text protocol's answers to a store.
-var textStoreReplies = [...]string{
-	resultOK:        rStored,
-	resultNotStored: rNotStored,
-	resultExists:    rExists,
-	resultNotFound:  rNotFound,
-	// Only an append or prepend gets here too large (the others are
-	// refused before their value is read): memcached's allocation of the
-	// joined item fails, which it answers as not stored.
-	resultTooLarge: rNotStored,
-	resultNoMemory: rNoMemory,
+// The text protocol's answers to the engine's results, per command: its
+// table from result to wire bytes.
+var (
+	storeReplies = [...]string{
+		resultOK:        rStored,
+		resultNotStored: rNotStored,
+		resultExists:    rExists,
+		resultNotFound:  rNotFound,
+		// Only an append or prepend gets here too large (the others are
+		// refused before their value is read): memcached's allocation of the
+		// joined item fails, which it answers as not stored.
+		resultTooLarge: rNotStored,
+		resultNoMemory: rNoMemory,
+	}
+	deleteReplies = [...]string{resultOK: rDeleted, resultNotFound: rNotFound}
+	touchReplies  = [...]string{resultOK: rTouched, resultNotFound: rNotFound}
+	arithReplies  = [...]string{resultNotFound: rNotFound, resultNonNumeric: rNonNumeric, resultNoMemory: rNoMemoryDelta}
+)
+
+// textResult appends the reply replies has for res, or a SERVER_ERROR
+// naming a result the command has no word for (a closed cache).
+func textResult(out []byte, noreply bool, res result, replies []string) []byte {
+	if int(res) < len(replies) && replies[res] != "" {
+		return reply(out, noreply, replies[res])
+	}
+	return serverError(out, noreply, res.err())
 }
 
 // finishStore runs the storage command in pc.block with its data block
@@ -155,10 +170,7 @@ func (s *Server) finishStore(pc *protoConn, ms *msState, key, block []byte, out 
 	if ms != nil {
 		return appendMSReply(out, ms, b.noreply, res, key, cas, size)
 	}
-	if int(res) < len(textStoreReplies) {
-		return reply(out, b.noreply, textStoreReplies[res])
-	}
-	return serverError(out, b.noreply, res.err())
+	return textResult(out, b.noreply, res, storeReplies[:])
 }
 
 // arithmetic runs incr and decr.
@@ -175,21 +187,14 @@ func (s *Server) arithmetic(incr bool, t *[maxTokens][]byte, nt int, noreply boo
 		return reply(out, noreply, rBadDelta)
 	}
 	res, v, _, _ := s.cache.arith(&arithReq{key: key, decr: !incr, delta: delta}, nil)
-	switch res {
-	case resultOK:
-		if noreply {
-			return out
-		}
-		out = strconv.AppendUint(out, v, 10)
-		return append(out, rCRLF...)
-	case resultNotFound:
-		return reply(out, noreply, rNotFound)
-	case resultNonNumeric:
-		return reply(out, noreply, rNonNumeric)
-	case resultNoMemory:
-		return reply(out, noreply, rNoMemoryDelta)
+	if res != resultOK {
+		return textResult(out, noreply, res, arithReplies[:])
 	}
-	return serverError(out, noreply, res.err())
+	if noreply {
+		return out
+	}
+	out = strconv.AppendUint(out, v, 10)
+	return append(out, rCRLF...)
 }
 
 // delete runs delete, which also accepts memcached's legacy hold time when
@@ -213,14 +218,7 @@ func (s *Server) delete(t *[maxTokens][]byte, nt int, noreply bool, out []byte) 
 		return reply(out, noreply, rBadFormat)
 	}
 	s.prefixes.record(key, prefixDel, false)
-	switch res := s.cache.deleteItem(&deleteReq{key: key}); res {
-	case resultOK:
-		return reply(out, noreply, rDeleted)
-	case resultNotFound:
-		return reply(out, noreply, rNotFound)
-	default:
-		return serverError(out, noreply, res.err())
-	}
+	return textResult(out, noreply, s.cache.deleteItem(&deleteReq{key: key}), deleteReplies[:])
 }
 
 // touch runs touch.
@@ -236,14 +234,7 @@ func (s *Server) touch(t *[maxTokens][]byte, nt int, noreply bool, out []byte) [
 	if !ok {
 		return reply(out, noreply, rBadExptime)
 	}
-	switch res := s.cache.view(key, true, exptimeArg(exp), nil); res {
-	case resultOK:
-		return reply(out, noreply, rTouched)
-	case resultNotFound:
-		return reply(out, noreply, rNotFound)
-	default:
-		return serverError(out, noreply, res.err())
-	}
+	return textResult(out, noreply, s.cache.view(key, true, exptimeArg(exp), nil), touchReplies[:])
 }
 
 // flushAll runs flush_all [delay] [noreply]. A delay over 30 days is an
