@@ -150,3 +150,36 @@ func ExampleServer_InjectFault() {
 	// SERVER_ERROR out of memory storing object
 	// STORED
 }
+
+// CommandLatencies tells how long the server took over each kind of
+// command, from reading a request to writing its reply.
+func ExampleServer_CommandLatencies() {
+	c, err := emcache.New(emcache.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	srv, err := c.Serve(emcache.ServerConfig{Addrs: []string{"127.0.0.1:0"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	roundTrip(conn, r, "set k 0 0 1\r\nv\r\n", "STORED")
+	for range 3 {
+		roundTrip(conn, r, "get k\r\n", "END")
+	}
+	// A request counts once its reply is written.
+
+	for _, cl := range srv.CommandLatencies() {
+		fmt.Printf("%s: %d requests, %d bucket counts\n", cl.Command, cl.Count, len(cl.Counts))
+	}
+	// Output:
+	// get: 3 requests, 17 bucket counts
+	// set: 1 requests, 17 bucket counts
+}
