@@ -218,6 +218,7 @@ type Server struct {
 	verbosity atomic.Int32  // -v, changed at run time by the verbosity command
 	metaCmds  atomic.Uint64 // cmd_meta: memcached 1.6.18 counts me commands
 	crawler   crawlerState  // lru_crawler (admin.go)
+	lru       lruTuning     // lru tune (admin.go)
 	prefixes  prefixStats   // stats detail (admin.go)
 	watch     watchHub      // watch connections (watch.go)
 	watchDone chan struct{} // closed once the hub's writer has stopped
@@ -291,6 +292,8 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	s.automove.Store(1) // memcached's default
 	s.prefixes.delim = cfg.PrefixDelimiter
 	s.crawler.disabled.Store(cfg.NoLRUCrawler)
+	s.crawler.sleep.Store(defaultCrawlerSleep)
+	s.lru.set(defaultHotLRUPct, defaultWarmLRUPct, defaultHotFactor, defaultWarmFactor)
 	s.watch.init(cfg.WatcherBufSize)
 	s.verbosity.Store(int32(cfg.Verbosity))
 	if err := s.listen(); err != nil {
