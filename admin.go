@@ -88,6 +88,17 @@ func (c *Cache) indexSize() (slots, size uint64) {
 	return slots, size
 }
 
+// arenaSize returns the bytes of the shards' arenas: the item memory
+// mapped, which items fill or not.
+func (c *Cache) arenaSize() (size uint64) {
+	for _, s := range c.shards {
+		s.mu.Lock()
+		size += uint64(len(s.buf))
+		s.mu.Unlock()
+	}
+	return size
+}
+
 // reclaimAll runs the reclaimer over every shard's whole index at once,
 // holdSlots slots per hold of the lock.
 func (c *Cache) reclaimAll() {

@@ -280,6 +280,13 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "track_sizes", "no")
 	out = appendStatStr(out, "shutdown_command", yesNo(cfg.AllowShutdown))
 	out = appendStat(out, "client_flags_size", 4)
+	// emcache's own, after memcached's, and NULL when off as memcached
+	// shows a string setting that is not set.
+	metrics := "NULL"
+	if a := s.MetricsAddr(); a != nil {
+		metrics = a.String()
+	}
+	out = appendStatStr(out, "metrics_addr", metrics)
 	return out
 }
 
