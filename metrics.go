@@ -319,14 +319,14 @@ func appendSlabCommands(e *expo, classes map[int]map[string]string) {
 		m, slab := classes[id], strconv.Itoa(id)
 		for _, cmd := range hitMissCommands {
 			if v, ok := statValue(m, cmd+"_hits"); ok {
-				e.sample("", v, "slab", slab, "command", cmd, "status", "hit")
+				e.sample("", v, "command", cmd, "slab", slab, "status", "hit")
 			}
 		}
 		if v, ok := statValue(m, "cas_badval"); ok {
-			e.sample("", v, "slab", slab, "command", "cas", "status", "badval")
+			e.sample("", v, "command", "cas", "slab", slab, "status", "badval")
 		}
 		if v, ok := minusStats(m, "cmd_set", "cas_hits", "cas_badval"); ok {
-			e.sample("", v, "slab", slab, "command", "set", "status", "hit")
+			e.sample("", v, "command", "set", "slab", slab, "status", "hit")
 		}
 	}
 }
@@ -352,7 +352,7 @@ func appendLRUHits(e *expo, classes map[int]map[string]string) {
 	for _, id := range sortedClasses(classes) {
 		for _, l := range lruNames {
 			if v, ok := statValue(classes[id], l[0]); ok {
-				e.sample("", v, "slab", strconv.Itoa(id), "lru", l[1])
+				e.sample("", v, "lru", l[1], "slab", strconv.Itoa(id))
 			}
 		}
 	}
@@ -427,7 +427,8 @@ func (e *expo) family(name, typ, help string) {
 
 // sample appends a sample of the current family, its name followed by
 // suffix (a histogram's _bucket, _sum, _count), labels as name, value
-// pairs.
+// pairs. Callers give labels sorted by name, as the exporter's client
+// library writes them, so that the same series read the same.
 func (e *expo) sample(suffix string, v float64, labels ...string) {
 	if !e.started {
 		e.started = true
