@@ -34,8 +34,8 @@ const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 // server's metrics in Prometheus' text exposition format, for a program
 // that embeds the cache to mount on its own HTTP server;
 // [ServerConfig.MetricsAddr] serves it at /metrics on an address of its
-// own. Scrapes read the counters the stats commands report and do not stop
-// the workers.
+// own. A scrape reads what the stats commands report, holding each shard's
+// lock only as briefly as `stats` does.
 //
 // The memcached_* families are memcached_exporter's, so that its
 // dashboards work unchanged: memcached_up, memcached_version{version},
