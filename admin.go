@@ -3,6 +3,7 @@ package emcache
 import (
 	"bytes"
 	"strconv"
+	"sync"
 	"sync/atomic"
 )
 
@@ -87,6 +88,17 @@ func (c *Cache) indexSize() (slots, size uint64) {
 	return slots, size
 }
 
+// arenaSize returns the bytes of the shards' arenas: the item memory
+// mapped, which items fill or not.
+func (c *Cache) arenaSize() (size uint64) {
+	for _, s := range c.shards {
+		s.mu.Lock()
+		size += uint64(len(s.buf))
+		s.mu.Unlock()
+	}
+	return size
+}
+
 // reclaimAll runs the reclaimer over every shard's whole index at once,
 // holdSlots slots per hold of the lock.
 func (c *Cache) reclaimAll() {
@@ -107,12 +119,46 @@ func (c *Cache) reclaimAll() {
 }
 
 // crawlerState is the server's side of `lru_crawler`: whether it is
-// enabled (memcached's default, and what `stats settings` shows), and the
-// explicit passes started and running.
+// enabled (memcached's default, and what `stats settings` shows), the
+// explicit passes started and running, and the pacing last asked for,
+// which the reclaimer does not need but `stats settings` shows, as
+// memcached does, so that dashboards see what was set.
 type crawlerState struct {
 	disabled atomic.Bool
 	running  atomic.Bool
 	starts   atomic.Uint64
+	sleep    atomic.Uint32 // lru_crawler_sleep, microseconds
+	tocrawl  atomic.Uint32 // lru_crawler_tocrawl, 0 for no limit
+}
+
+// memcached 1.6.18's defaults for the settings `lru_crawler` and `lru tune`
+// change.
+const (
+	defaultCrawlerSleep = 100
+	defaultHotLRUPct    = 20
+	defaultWarmLRUPct   = 40
+	defaultHotFactor    = 0.2
+	defaultWarmFactor   = 2.0
+)
+
+// lruTuning is what `lru tune` last set. There is no segmented LRU for it
+// to tune; it is kept, as `slabs automove` is, for `stats settings`.
+type lruTuning struct {
+	mu                    sync.Mutex
+	hotPct, warmPct       uint64
+	hotFactor, warmFactor float64
+}
+
+func (l *lruTuning) set(hotPct, warmPct uint64, hotFactor, warmFactor float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hotPct, l.warmPct, l.hotFactor, l.warmFactor = hotPct, warmPct, hotFactor, warmFactor
+}
+
+func (l *lruTuning) get() (hotPct, warmPct uint64, hotFactor, warmFactor float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hotPct, l.warmPct, l.hotFactor, l.warmFactor
 }
 
 const (
@@ -200,6 +246,10 @@ func (s *Server) lruCrawlerCmd(pc *protoConn, t *[maxTokens][]byte, nt int, out 
 			return append(out, rBadCommandLine...)
 		case sub == "sleep" && n > 1000000:
 			return append(out, rCrawlerSleep...)
+		case sub == "sleep":
+			s.crawler.sleep.Store(uint32(n))
+		default:
+			s.crawler.tocrawl.Store(uint32(n))
 		}
 		return append(out, rOK...) // the reclaimer paces itself
 	case nt == 3 && sub == "enable":
@@ -385,6 +435,7 @@ func (s *Server) lruCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		case factor <= 0 || hotFactor <= 0:
 			return reply(out, noreply, rLRUFactors)
 		}
+		s.lru.set(hot, warm, hotFactor, factor)
 		return reply(out, noreply, rOK)
 	case sub == "mode" && nt >= 4:
 		if m := string(t[2]); m == "flat" || m == "segmented" {

@@ -117,10 +117,18 @@ func TestSettingsFollowTuningCommands(t *testing.T) {
 	for _, want := range []string{"lru_crawler yes", "slab_automove 1", "slab_reassign yes", "dump_enabled yes", "lru_maintainer_thread yes"} {
 		assert.Contains(t, settings, "STAT "+want+"\r\n")
 	}
-	protoRoundTrip(t, conn, "lru_crawler disable\r\nslabs automove 0\r\n")
+	// memcached 1.6.18's defaults, which memcached_exporter reads.
+	for _, want := range []string{"lru_crawler_sleep 100", "lru_crawler_tocrawl 0", "hot_lru_pct 20", "warm_lru_pct 40",
+		"hot_max_factor 0.20", "warm_max_factor 2.00"} {
+		assert.Contains(t, settings, "STAT "+want+"\r\n")
+	}
+	protoRoundTrip(t, conn, "lru_crawler disable\r\nslabs automove 0\r\nlru_crawler sleep 250\r\nlru_crawler tocrawl 1000\r\n"+
+		"lru tune 10 30 0.1 1.5\r\nlru tune 50 50 0.3 3\r\n")
 	settings = protoRoundTrip(t, conn, "stats settings\r\n")
-	assert.Contains(t, settings, "STAT lru_crawler no\r\n")
-	assert.Contains(t, settings, "STAT slab_automove 0\r\n")
+	for _, want := range []string{"lru_crawler no", "slab_automove 0", "lru_crawler_sleep 250", "lru_crawler_tocrawl 1000",
+		"hot_lru_pct 10", "warm_lru_pct 30", "hot_max_factor 0.10", "warm_max_factor 1.50"} {
+		assert.Contains(t, settings, "STAT "+want+"\r\n")
+	}
 }
 
 // memcached counts some commands that store or flush nothing: a flush_all

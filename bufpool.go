@@ -1,6 +1,9 @@
 package emcache
 
-import "math/bits"
+import (
+	"math/bits"
+	"sync/atomic"
+)
 
 // Each worker keeps the buffers its connections borrow for partial input
 // and pending output, so that steady traffic allocates nothing: an idle
@@ -36,6 +39,7 @@ func (w *worker) takeBuf(n int) []byte {
 				w.big[i], w.big[last] = w.big[last], nil
 				w.big = w.big[:last]
 				w.bigBytes -= cap(b)
+				w.pooledAdd(-cap(b))
 				return b
 			}
 		}
@@ -46,6 +50,7 @@ func (w *worker) takeBuf(n int) []byte {
 		b := w.free[n-1]
 		w.free[n-1] = nil
 		w.free = w.free[:n-1]
+		w.pooledAdd(-cap(b))
 		return b
 	}
 	return make([]byte, 0, readBufSize)
@@ -55,8 +60,29 @@ func (w *worker) putBuf(b []byte) {
 	switch {
 	case cap(b) == readBufSize && len(w.free) < maxFreeBufs:
 		w.free = append(w.free, b[:0])
+		w.pooledAdd(cap(b))
 	case cap(b) > readBufSize && w.bigBytes+cap(b) <= maxBigPool:
 		w.big = append(w.big, b[:0])
 		w.bigBytes += cap(b)
+		w.pooledAdd(cap(b))
 	}
+}
+
+// pooledBytes counts the bytes one worker's pools hold. Only the worker
+// writes it; the metrics endpoint reads it while the worker runs. Padded
+// so that workers counting theirs do not share a cache line.
+type pooledBytes struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+func (w *worker) pooledAdd(n int) { w.s.pooled[w.id].n.Add(int64(n)) }
+
+// pooledBufBytes sums the bytes the workers' pools hold.
+func (s *Server) pooledBufBytes() uint64 {
+	var n int64
+	for i := range s.pooled {
+		n += s.pooled[i].n.Load()
+	}
+	return uint64(max(n, 0))
 }

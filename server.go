@@ -86,6 +86,11 @@ type ServerConfig struct {
 	Verbosity int
 	// Logger receives errors and verbose output; nil discards them.
 	Logger *slog.Logger
+	// MetricsAddr, "host:port", is where to serve [Server.MetricsHandler]
+	// at /metrics over HTTP (-o metrics_addr), on goroutines of its own;
+	// port 0 lets the kernel choose (see [Server.MetricsAddr]). Empty, the
+	// default, serves none.
+	MetricsAddr string
 	// Protocol is what connections speak (-B): "auto" (the default when
 	// empty) picks the text or binary protocol per connection from its
 	// first byte, as memcached does; "ascii" and "binary" force one. SASL
@@ -218,11 +223,14 @@ type Server struct {
 	verbosity atomic.Int32  // -v, changed at run time by the verbosity command
 	metaCmds  atomic.Uint64 // cmd_meta: memcached 1.6.18 counts me commands
 	crawler   crawlerState  // lru_crawler (admin.go)
+	lru       lruTuning     // lru tune (admin.go)
 	prefixes  prefixStats   // stats detail (admin.go)
 	watch     watchHub      // watch connections (watch.go)
 	watchDone chan struct{} // closed once the hub's writer has stopped
 	automove  atomic.Int32  // slab_automove as last set; nothing to move
 	log       *slog.Logger
+	metrics   *metricsServer // the MetricsAddr endpoint; nil without one (metrics.go)
+	pooled    []pooledBytes  // per worker, by id: bytes its buffer pools hold (bufpool.go)
 
 	listeners []*listener
 	acceptor  *poller // the listeners' poller (memcached's main_base); nil in the fallback
@@ -280,6 +288,9 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if err := cfg.fill(c); err != nil {
 		return nil, err
 	}
+	if err := checkMetricsAddr(cfg.MetricsAddr); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cache:   c,
 		cfg:     cfg,
@@ -291,19 +302,27 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	s.automove.Store(1) // memcached's default
 	s.prefixes.delim = cfg.PrefixDelimiter
 	s.crawler.disabled.Store(cfg.NoLRUCrawler)
+	s.crawler.sleep.Store(defaultCrawlerSleep)
+	s.lru.set(defaultHotLRUPct, defaultWarmLRUPct, defaultHotFactor, defaultWarmFactor)
 	s.watch.init(cfg.WatcherBufSize)
 	s.verbosity.Store(int32(cfg.Verbosity))
 	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return nil, err
 	}
+	if err := s.listenMetrics(); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
 	if s.clientLimit() < 1 {
 		s.closeListeners()
+		s.closeMetrics()
 		return nil, fmt.Errorf("%w: %d leaves no room for clients beside %d listeners and %d reserved descriptors",
 			ErrMaxConnsTooLow, cfg.MaxConns, len(s.listeners), cfg.ReservedFDs)
 	}
 	addProcs(cfg.Workers)
 	s.workers = make([]*worker, cfg.Workers)
+	s.pooled = make([]pooledBytes, cfg.Workers)
 	for i := range s.workers {
 		s.workers[i] = &worker{s: s, id: i}
 	}
@@ -315,10 +334,12 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if err := s.start(); err != nil {
 		addProcs(-cfg.Workers)
 		s.closeListeners()
+		s.closeMetrics()
 		s.watch.close()
 		<-s.watchDone
 		return nil, err
 	}
+	s.serveMetrics()
 	c.setEvictHook(s.logEvictionIfWatched)
 	return s, nil
 }
@@ -485,6 +506,7 @@ func (s *Server) reap() {
 	}
 	s.pollMu.Unlock()
 	addProcs(-len(s.workers))
+	s.stopMetrics()
 	close(s.done)
 }
 

@@ -266,13 +266,27 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "slab_reassign", "yes")
 	out = appendStat(out, "slab_automove", uint64(s.automove.Load()))
 	out = appendStatStr(out, "lru_crawler", yesNo(!s.crawler.disabled.Load()))
+	out = appendStat(out, "lru_crawler_sleep", uint64(s.crawler.sleep.Load()))
+	out = appendStat(out, "lru_crawler_tocrawl", uint64(s.crawler.tocrawl.Load()))
 	out = appendStatStr(out, "flush_enabled", yesNo(!cfg.DisableFlush))
 	out = appendStatStr(out, "dump_enabled", yesNo(!cfg.DisableDump))
 	out = appendStatStr(out, "lru_maintainer_thread", "yes")
+	hotPct, warmPct, hotFactor, warmFactor := s.lru.get()
+	out = appendStat(out, "hot_lru_pct", hotPct)
+	out = appendStat(out, "warm_lru_pct", warmPct)
+	out = appendStatStr(out, "hot_max_factor", strconv.FormatFloat(hotFactor, 'f', 2, 64))
+	out = appendStatStr(out, "warm_max_factor", strconv.FormatFloat(warmFactor, 'f', 2, 64))
 	out = appendStat(out, "idle_timeout", uint64(cfg.IdleTimeout/time.Second))
 	out = appendStatStr(out, "track_sizes", "no")
 	out = appendStatStr(out, "shutdown_command", yesNo(cfg.AllowShutdown))
 	out = appendStat(out, "client_flags_size", 4)
+	// emcache's own, after memcached's, and NULL when off as memcached
+	// shows a string setting that is not set.
+	metrics := "NULL"
+	if a := s.MetricsAddr(); a != nil {
+		metrics = a.String()
+	}
+	out = appendStatStr(out, "metrics_addr", metrics)
 	return out
 }
 

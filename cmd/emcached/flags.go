@@ -85,6 +85,7 @@ type options struct {
 	daemon       bool
 	pidFile      string
 	idleTimeout  time.Duration // -o idle_timeout
+	metricsAddr  string        // -o metrics_addr; "" for none
 	protocol     string        // -B; "" when not given
 	sasl         bool          // -S
 	authFile     string        // -Y
@@ -456,6 +457,11 @@ func (o *options) parseSubopts(list string) error {
 				return failf(exitFail, "Invalid idle_timeout %q: want seconds, 0 for none", val)
 			}
 			o.idleTimeout = time.Duration(n) * time.Second
+		case "metrics_addr":
+			if _, _, err := net.SplitHostPort(val); !hasVal || err != nil {
+				return failf(exitFail, "Invalid metrics_addr %q: want HOST:PORT", val)
+			}
+			o.metricsAddr = val
 		case "modern":
 			// A no-op in memcached 1.6 as well.
 		case "watcher_logbuf_size":

@@ -127,6 +127,9 @@ func TestParseArgsValid(t *testing.T) {
 			assert.Equal(t, byte('/'), o.delimiter)
 		}, 6},
 		{[]string{"-o", "watcher_logbuf_size=8"}, func(t *testing.T, o *options) { assert.Equal(t, 8<<10, o.watcherBuf) }, 0},
+		{[]string{"-o", "metrics_addr=127.0.0.1:9150"}, func(t *testing.T, o *options) { assert.Equal(t, "127.0.0.1:9150", o.metricsAddr) }, 0},
+		{[]string{"-o", "idle_timeout=5,metrics_addr=[::1]:0"}, func(t *testing.T, o *options) { assert.Equal(t, "[::1]:0", o.metricsAddr) }, 0},
+		{[]string{}, func(t *testing.T, o *options) { assert.Empty(t, o.metricsAddr) }, 0},
 		{[]string{"stray"}, func(t *testing.T, o *options) { assert.Equal(t, 11211, o.port) }, 1},
 		{[]string{"-p", "1", "--", "-p", "2"}, func(t *testing.T, o *options) { assert.Equal(t, 1, o.port) }, 2},
 		{[]string{"-h"}, func(t *testing.T, o *options) { assert.Equal(t, modeHelp, o.mode) }, 0},
@@ -202,6 +205,8 @@ func TestParseArgsInvalid(t *testing.T) {
 		{[]string{"-o", "idle_timeout=abc"}, exitFail, "Invalid idle_timeout"},
 		{[]string{"-o", "idle_timeout=-3"}, exitFail, "Invalid idle_timeout"},
 		{[]string{"-o", "hashpower"}, exitFail, "Missing hashpower argument"},
+		{[]string{"-o", "metrics_addr"}, exitFail, `Invalid metrics_addr "": want HOST:PORT`},
+		{[]string{"-o", "metrics_addr=9150"}, exitFail, `Invalid metrics_addr "9150": want HOST:PORT`},
 		// getopt errors.
 		{[]string{"-x"}, exitFail, "invalid option -- 'x'"},
 		{[]string{"-vx"}, exitFail, "invalid option -- 'x'"},
@@ -365,6 +370,7 @@ func TestHelpListsEveryOption(t *testing.T) {
 		assert.Contains(t, help, "--"+s.long, "long form of -%c", s.short)
 	}
 	assert.Contains(t, help, "idle_timeout")
+	assert.Contains(t, help, "metrics_addr")
 	assert.Empty(t, errOut.String())
 }
 

@@ -66,6 +66,8 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -N, --napi-ids=<num>      number of napi ids (ignored)
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout in seconds for idle connections. (default: 0, no timeout)
+   - metrics_addr:        HOST:PORT to serve Prometheus metrics at /metrics on
+                          (default: none)
    - modern:              accepted; does nothing, as in memcached 1.6
    - no_lru_crawler:      start with lru_crawler commands disabled (also no_modern)
    - lru_crawler:         start with them enabled (default)

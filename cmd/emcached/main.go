@@ -155,6 +155,7 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			WatcherBufSize:  o.watcherBuf,
 			Verbosity:       o.verbosity,
 			Logger:          log,
+			MetricsAddr:     o.metricsAddr,
 			Protocol:        o.protocol,
 			SASL:            o.sasl,
 			ASCIIAuth:       o.authFile != "",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -182,6 +183,28 @@ func TestBinaryFailsOnBusyPort(t *testing.T) {
 	p := startEmcached(t, "-p", port, "-l", "127.0.0.1")
 	require.Equal(t, exitOSErr, p.exitCode(t), p.stderr())
 	require.Contains(t, p.stderr(), "failed to listen")
+}
+
+func TestBinaryServesMetrics(t *testing.T) {
+	port, metricsAddr := freePort(t), net.JoinHostPort("127.0.0.1", freePort(t))
+	p := startEmcached(t, "-p", port, "-l", "127.0.0.1", "-v", "-A", "-o", "metrics_addr="+metricsAddr)
+	p.waitLine(t, "server listening")
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(body), "\nmemcached_up 1\n")
+	require.Contains(t, string(body), "\n# TYPE emcache_memory_bytes gauge\n")
+
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Contains(t, roundTrip(t, conn, "stats settings\r\n", "END\r\n"), "STAT metrics_addr "+metricsAddr+"\r\n")
+	_, err = io.WriteString(conn, "shutdown\r\n")
+	require.NoError(t, err)
+	require.Equal(t, 0, p.exitCode(t), p.stderr())
 }
 
 // memcached's -c counts its listeners and 5 descriptors per thread: a limit
