@@ -377,9 +377,11 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 		if base != binOpAppend && base != binOpPrepend {
 			s.prefixes.record(key, prefixSet, false)
 		}
+		s.hot.observe(key)
 		return end, s.binStore(pc.fd, out, &h, base, quiet, ext, key, val), actNone
 	case binOpDelete:
 		s.prefixes.record(key, prefixDel, false)
+		s.hot.observe(key)
 		return end, s.binDelete(out, &h, key, quiet), actNone
 	case binOpIncrement, binOpDecrement:
 		return end, s.binDelta(out, &h, base == binOpIncrement, quiet, ext, key), actNone
@@ -421,6 +423,7 @@ func (s *Server) binGet(fd int, out []byte, h *binHeader, key []byte, withKey, q
 		out = append(out, v...)
 	})
 	s.prefixes.record(key, prefixGet, hit == resultOK)
+	s.hot.observe(key)
 	if s.watch.wants(logFetchers) {
 		s.logGet(fd, key, hit == resultOK, size)
 	}
@@ -483,7 +486,8 @@ func (s *Server) binStore(fd int, out []byte, h *binHeader, base uint8, quiet bo
 	if s.watch.wants(logFetchers) {
 		s.logStoreLookup(fd, key)
 	}
-	res, cas, _ := s.cache.store(&r)
+	res, cas, size := s.cache.store(&r)
+	s.hot.stored(res, key, size)
 	if s.watch.wants(logMutations) {
 		s.logStore(fd, key, res, r.kind, r.exptime, len(val))
 	}

@@ -234,6 +234,7 @@ func (s *Server) mgCmd(fd int, t *[maxTokens][]byte, nt int, out []byte) []byte 
 	if len(f.opaque) > metaMaxOpaque {
 		return append(out, rMetaOpaqueTooLong...)
 	}
+	s.hot.observe(f.key)
 	r := metaGetReq{noBump: f.noBump, touch: f.touch, vivify: f.vivify, casIn: f.casIn, binaryKey: f.binary}
 	size := 0
 	hit := s.cache.metaGet(f.key, &r, func(it lockedItem, created bool) {
@@ -447,6 +448,7 @@ func (s *Server) msCmd(pc *protoConn, rest []byte, t *[maxTokens][]byte, nt, lin
 	if f.hasCAS && (kind == storeSet || kind == storeReplace) {
 		kind = storeCAS
 	}
+	s.hot.observe(f.key)
 	pc.block = pendingStore{kind: kind, noreply: f.quiet, flags: f.clientFlags, exptime: f.exptime, cas: f.cas, vlen: vlen}
 	m := msState{stale: f.stale, vivify: f.vivify, vivExptime: f.vivExptime, casIn: f.casIn, binaryKey: f.binary}
 	for _, tok := range toks {
@@ -556,6 +558,7 @@ func (s *Server) mdCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		stale: f.stale, emptyValue: f.removeValue, flags: f.clientFlags,
 		hasTTL: f.touch, exptime: f.exptime, casIn: f.casIn, binaryKey: f.binary,
 	}
+	s.hot.observe(f.key)
 	res := s.cache.deleteItem(&r)
 	if res == resultOK && f.quiet {
 		return out
@@ -595,6 +598,7 @@ func (s *Server) maCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 	if f.hasCAS {
 		r.cas = f.cas
 	}
+	s.hot.observe(f.key)
 	start := len(out)
 	res, _, _, created := s.cache.arith(&r, func(it lockedItem, created bool, n uint64) {
 		out = appendMetaArith(out, it, created, n, toks, &f)

@@ -144,6 +144,7 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 		out, size = s.appendValue(out, key, pc.get.cas, pc.get.touch, pc.get.exp)
 		hit := len(out) > n
 		s.prefixes.record(key, prefixGet, hit)
+		s.hot.observe(key)
 		if s.watch.wants(logFetchers) {
 			s.logGet(pc.fd, key, hit, size)
 		}

@@ -109,6 +109,17 @@ type ServerConfig struct {
 	// Credentials are the users SASL and ASCIIAuth accept; see
 	// [ParseCredentials] for memcached's file format.
 	Credentials []Credential
+	// HotKeysSample samples one keyed request in HotKeysSample for
+	// [Server.HotKeys] and `stats hotkeys` (-o hotkeys_sample); default
+	// 100, 1%. A negative value turns hot keys and big keys off, and each
+	// request then pays one branch for them.
+	HotKeysSample int
+	// HotKeysK is how many keys [Server.HotKeys] and [Server.BigKeys]
+	// report (-o hotkeys_k); default 10, at most 1000.
+	HotKeysK int
+	// HotKeysWindow is the time hot keys are counted over before their
+	// rates are reported (-o hotkeys_window); default 10 s.
+	HotKeysWindow time.Duration
 }
 
 const (
@@ -225,6 +236,7 @@ type Server struct {
 	crawler   crawlerState  // lru_crawler (admin.go)
 	lru       lruTuning     // lru tune (admin.go)
 	prefixes  prefixStats   // stats detail (admin.go)
+	hot       hotKeys       // stats hotkeys and bigkeys (hotkeys.go)
 	watch     watchHub      // watch connections (watch.go)
 	watchDone chan struct{} // closed once the hub's writer has stopped
 	automove  atomic.Int32  // slab_automove as last set; nothing to move
@@ -291,6 +303,9 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if err := checkMetricsAddr(cfg.MetricsAddr); err != nil {
 		return nil, err
 	}
+	if err := cfg.fillHotKeys(); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cache:   c,
 		cfg:     cfg,
@@ -301,6 +316,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	}
 	s.automove.Store(1) // memcached's default
 	s.prefixes.delim = cfg.PrefixDelimiter
+	s.hot.init(&cfg)
 	s.crawler.disabled.Store(cfg.NoLRUCrawler)
 	s.crawler.sleep.Store(defaultCrawlerSleep)
 	s.lru.set(defaultHotLRUPct, defaultWarmLRUPct, defaultHotFactor, defaultWarmFactor)

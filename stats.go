@@ -68,6 +68,10 @@ func (s *Server) statsCmd(t *[maxTokens][]byte, nt int, out []byte) []byte {
 		// Debian's memcached is built with extstore and answers an empty
 		// list when none is configured; there is none here either.
 		return append(out, rEnd...)
+	case "hotkeys":
+		return s.appendHotKeys(out)
+	case "bigkeys":
+		return s.appendBigKeys(out)
 	case "cachedump":
 		if s.cfg.DisableDump {
 			return append(out, rCachedumpOff...)

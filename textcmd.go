@@ -61,6 +61,7 @@ func (s *Server) storage(pc *protoConn, kind storeKind, rest []byte, t *[maxToke
 	}
 	pc.block = pendingStore{kind: kind, noreply: noreply, flags: uint32(flags), exptime: exptimeArg(exp), cas: cas, vlen: vlen}
 	s.prefixes.record(key, prefixSet, false)
+	s.hot.observe(key)
 
 	if s.tooLarge(len(key), vlen, uint32(flags)) {
 		// memcached refuses before reading the block, then swallows it,
@@ -164,6 +165,7 @@ func (s *Server) finishStore(pc *protoConn, ms *msState, key, block []byte, out 
 		ms.fill(&r)
 	}
 	res, cas, size := s.cache.store(&r)
+	s.hot.stored(res, key, size)
 	if s.watch.wants(logMutations) {
 		s.logStore(pc.fd, key, res, r.kind, r.exptime, len(value))
 	}
@@ -218,6 +220,7 @@ func (s *Server) delete(t *[maxTokens][]byte, nt int, noreply bool, out []byte) 
 		return reply(out, noreply, rBadFormat)
 	}
 	s.prefixes.record(key, prefixDel, false)
+	s.hot.observe(key)
 	return textResult(out, noreply, s.cache.deleteItem(&deleteReq{key: key}), deleteReplies[:])
 }
 

@@ -90,6 +90,12 @@ type options struct {
 	sasl         bool          // -S
 	authFile     string        // -Y
 
+	// -o hotkeys_sample, hotkeys_k, hotkeys_window, as ServerConfig's
+	// HotKeys fields take them: 0 for the default, a negative sample off.
+	hotSample int
+	hotK      int
+	hotWindow time.Duration
+
 	// warnings are printed before the server starts: options accepted for
 	// compatibility that change nothing here.
 	warnings []string
@@ -476,6 +482,27 @@ func (o *options) parseSubopts(list string) error {
 			// memcached's pre-1.5 defaults; of them only "no LRU crawler"
 			// means something here.
 			o.noCrawler = true
+		case "hotkeys_sample":
+			n, err := strconv.Atoi(val)
+			if !hasVal || err != nil || n < 0 {
+				return failf(exitFail, "Invalid hotkeys_sample %q: want N to sample 1 request in N, 0 for none", val)
+			}
+			o.hotSample = n
+			if n == 0 {
+				o.hotSample = -1
+			}
+		case "hotkeys_k":
+			n, err := strconv.Atoi(val)
+			if !hasVal || err != nil || n < 1 || n > 1000 {
+				return failf(exitFail, "Invalid hotkeys_k %q: want 1 to 1000 keys", val)
+			}
+			o.hotK = n
+		case "hotkeys_window":
+			n, err := strconv.ParseInt(val, 10, 64)
+			if !hasVal || err != nil || n < 1 || n > int64(time.Duration(1<<62)/time.Second) {
+				return failf(exitFail, "Invalid hotkeys_window %q: want seconds", val)
+			}
+			o.hotWindow = time.Duration(n) * time.Second
 		default:
 			kind, ok := ignoredSubopts[name]
 			if !ok {

@@ -130,6 +130,13 @@ func TestParseArgsValid(t *testing.T) {
 		{[]string{"-o", "metrics_addr=127.0.0.1:9150"}, func(t *testing.T, o *options) { assert.Equal(t, "127.0.0.1:9150", o.metricsAddr) }, 0},
 		{[]string{"-o", "idle_timeout=5,metrics_addr=[::1]:0"}, func(t *testing.T, o *options) { assert.Equal(t, "[::1]:0", o.metricsAddr) }, 0},
 		{[]string{}, func(t *testing.T, o *options) { assert.Empty(t, o.metricsAddr) }, 0},
+		{[]string{"-o", "hotkeys_sample=1000,hotkeys_k=50,hotkeys_window=60"}, func(t *testing.T, o *options) {
+			assert.Equal(t, 1000, o.hotSample)
+			assert.Equal(t, 50, o.hotK)
+			assert.Equal(t, time.Minute, o.hotWindow)
+		}, 0},
+		{[]string{"-o", "hotkeys_sample=0"}, func(t *testing.T, o *options) { assert.Negative(t, o.hotSample) }, 0},
+		{[]string{}, func(t *testing.T, o *options) { assert.Zero(t, o.hotSample+o.hotK+int(o.hotWindow)) }, 0},
 		{[]string{"stray"}, func(t *testing.T, o *options) { assert.Equal(t, 11211, o.port) }, 1},
 		{[]string{"-p", "1", "--", "-p", "2"}, func(t *testing.T, o *options) { assert.Equal(t, 1, o.port) }, 2},
 		{[]string{"-h"}, func(t *testing.T, o *options) { assert.Equal(t, modeHelp, o.mode) }, 0},
@@ -207,6 +214,13 @@ func TestParseArgsInvalid(t *testing.T) {
 		{[]string{"-o", "hashpower"}, exitFail, "Missing hashpower argument"},
 		{[]string{"-o", "metrics_addr"}, exitFail, `Invalid metrics_addr "": want HOST:PORT`},
 		{[]string{"-o", "metrics_addr=9150"}, exitFail, `Invalid metrics_addr "9150": want HOST:PORT`},
+		{[]string{"-o", "hotkeys_sample"}, exitFail, "Invalid hotkeys_sample"},
+		{[]string{"-o", "hotkeys_sample=-1"}, exitFail, "Invalid hotkeys_sample"},
+		{[]string{"-o", "hotkeys_sample=1%"}, exitFail, "Invalid hotkeys_sample"},
+		{[]string{"-o", "hotkeys_k=0"}, exitFail, "Invalid hotkeys_k"},
+		{[]string{"-o", "hotkeys_k=1001"}, exitFail, "Invalid hotkeys_k"},
+		{[]string{"-o", "hotkeys_window=0"}, exitFail, "Invalid hotkeys_window"},
+		{[]string{"-o", "hotkeys_window=1s"}, exitFail, "Invalid hotkeys_window"},
 		// getopt errors.
 		{[]string{"-x"}, exitFail, "invalid option -- 'x'"},
 		{[]string{"-vx"}, exitFail, "invalid option -- 'x'"},
@@ -371,6 +385,7 @@ func TestHelpListsEveryOption(t *testing.T) {
 	}
 	assert.Contains(t, help, "idle_timeout")
 	assert.Contains(t, help, "metrics_addr")
+	assert.Contains(t, help, "hotkeys_sample")
 	assert.Empty(t, errOut.String())
 }
 

@@ -73,6 +73,12 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
    - lru_crawler:         start with them enabled (default)
    - watcher_logbuf_size: KB of log lines a watch connection may have
                           waiting before lines are skipped (default: 256)
+   - hotkeys_sample:      sample 1 keyed request in N for stats hotkeys
+                          (default: 100, 1%; 0 turns hot and big keys off)
+   - hotkeys_k:           keys stats hotkeys and stats bigkeys list
+                          (default: 10, max: 1000)
+   - hotkeys_window:      seconds hot keys are counted over; stats hotkeys
+                          reports the last complete window (default: 10)
    memcached's other tuning options (hashpower, lru_*, slab_*, hash_algorithm,
    *_logbuf_size, read_buf_mem_limit, ssl_*, ext_*, ...) are accepted and
    ignored with a warning; an unknown one is an error.

@@ -160,6 +160,9 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			SASL:            o.sasl,
 			ASCIIAuth:       o.authFile != "",
 			Credentials:     users,
+			HotKeysSample:   o.hotSample,
+			HotKeysK:        o.hotK,
+			HotKeysWindow:   o.hotWindow,
 		})
 		if errors.Is(err, emcache.ErrMaxConnsTooLow) {
 			return report(out, failf(exitUsage, "maxconns setting is too low"))
