@@ -173,6 +173,8 @@ func TestTextProtocolCommands(t *testing.T) {
 		// memcached truncates lengths to 32 bits (4294967297 is 1); here
 		// a length no item can have is refused and nothing swallowed.
 		{name: "length past 32 bits refused", setup: "set a 0 0 1\r\no\r\n", req: "set a 0 0 4294967297\r\nx\r\nget a\r\n", want: "CLIENT_ERROR bad data chunk\r\nERROR\r\nVALUE a 0 1\r\no\r\nEND\r\n"},
+		// memcached's t/issue_70.t: what int32 makes negative or too long.
+		{name: "length refused as memcached refuses it", req: "set a 0 0 -1\r\nset a 0 0 4294967295\r\nset a 0 0 2147483647\r\nscoobyscoobydoo\r\n", want: strings.Repeat("CLIENT_ERROR bad command line format\r\n", 3) + "ERROR\r\n"},
 		{name: "negative length past 32 bits refused", req: "set a 0 0 -4294967295\r\nx\r\nms a -4294967295\r\nx\r\nms a 4294967297\r\nx\r\nset a 0 0 -1\r\nx\r\nget a\r\n", want: strings.Repeat("CLIENT_ERROR bad data chunk\r\nERROR\r\n", 3) + "CLIENT_ERROR bad command line format\r\nERROR\r\nEND\r\n"},
 		{name: "add", setup: "set a 0 0 1\r\nx\r\n", req: "add a 0 0 1\r\ny\r\nadd b 0 0 1\r\ny\r\n", want: "NOT_STORED\r\nSTORED\r\n"},
 		{name: "replace", setup: "set a 0 0 1\r\nx\r\n", req: "replace b 0 0 1\r\ny\r\nreplace a 7 0 1\r\ny\r\nget a\r\n",

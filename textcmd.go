@@ -83,18 +83,20 @@ func (s *Server) storage(pc *protoConn, kind storeKind, rest []byte, t *[maxToke
 }
 
 // dataLen checks a storage command's data length, vl as parsed. memcached
-// reads it into an int32, so that 4294967297 is 1 and the bytes past the
-// first are parsed as commands; here the whole number counts. It returns
-// the length or the error reply: memcached's for a length it refuses, bad
-// data chunk for one it would have truncated, with nothing swallowed.
+// reads it into an int32 and refuses what is then negative or above
+// INT_MAX-2 (its t/issue_70.t: -1, 4294967295, 2147483647), and those
+// answers are kept; but 4294967297 it reads as 1, and the bytes past the
+// first would be parsed as commands: a length that only truncation makes
+// valid answers bad data chunk, with nothing swallowed.
 func dataLen(vl int64) (int, string) {
+	n := int32(vl)
 	switch {
-	case vl < math.MinInt32 || vl > math.MaxInt32:
-		return 0, rBadDataChunk
-	case vl < 0 || vl > math.MaxInt32-2:
+	case n < 0 || n > math.MaxInt32-2:
 		return 0, rBadFormat
+	case int64(n) != vl:
+		return 0, rBadDataChunk
 	}
-	return int(vl), ""
+	return int(n), ""
 }
 
 // tooLarge reports whether an item is over the server's item size limit.
