@@ -107,10 +107,9 @@ const (
 	casBadval
 )
 
+// compareCAS compares a request's CAS, not 0, with an item's.
 func compareCAS(req, item uint64, stale bool) casResult {
 	switch {
-	case req == 0:
-		return casNone
 	case req == item:
 		return casMatch
 	case stale && req < item:
