@@ -372,6 +372,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 		exp := int64(binary.BigEndian.Uint32(ext))
 		return end, s.binGet(pc.fd, out, &h, key, base == binOpGATK, quiet, true, exp), actNone
 	case binOpTouch:
+		s.hot.observe(key)
 		return end, s.binTouch(out, &h, key, int64(binary.BigEndian.Uint32(ext))), actNone
 	case binOpSet, binOpAdd, binOpReplace, binOpAppend, binOpPrepend:
 		if base != binOpAppend && base != binOpPrepend {
@@ -384,6 +385,7 @@ func (s *Server) binRequest(pc *protoConn, b, out []byte) (int, []byte, action) 
 		s.hot.observe(key)
 		return end, s.binDelete(out, &h, key, quiet), actNone
 	case binOpIncrement, binOpDecrement:
+		s.hot.observe(key)
 		return end, s.binDelta(out, &h, base == binOpIncrement, quiet, ext, key), actNone
 	case binOpFlush:
 		return end, s.binFlush(out, &h, quiet, ext), actNone

@@ -128,6 +128,7 @@ func TestHotKeysProtocolsAndBinaryKeys(t *testing.T) {
 		reqs = append(reqs, set, get)
 		want = append(want, bHit(get, 0, false, "v"))
 	}
+	reqs = append(reqs, bDelta(binOpIncrementQ, "b1", 1, 0, 0)) // creates it, quietly
 	binRoundTrip(t, conn, reqs, want)
 
 	c := dial(t, s)
@@ -135,6 +136,7 @@ func TestHotKeysProtocolsAndBinaryKeys(t *testing.T) {
 	c.roundTrip("set t2 0 0 1\r\nx\r\ndelete t2\r\n", "STORED\r\nDELETED\r\n")
 	c.roundTrip("mg m1 v\r\nms m2 1\r\ny\r\nmd m2\r\nma m3\r\n", "EN\r\nHD\r\nHD\r\nNF\r\n")
 	c.roundTrip("mg TDE= b\r\n", "EN\r\n") // base64 of "L1"
+	c.roundTrip("incr i1 1\r\ntouch t4 0\r\n", "NOT_FOUND\r\nNOT_FOUND\r\n")
 
 	nextWindow()
 	keys, rates := keyStats(t, c, "hotkeys")
@@ -147,6 +149,7 @@ func TestHotKeysProtocolsAndBinaryKeys(t *testing.T) {
 		weird: 6 * perReq,
 		"t1":  2 * perReq, "t2": 2 * perReq,
 		"m1": perReq, "m2": 2 * perReq, "m3": perReq, "L1": perReq,
+		"i1": perReq, "t4": perReq, "b1": perReq,
 	}, got)
 	assert.Equal(t, weird, keys[0])
 

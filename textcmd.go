@@ -190,6 +190,7 @@ func (s *Server) arithmetic(incr bool, t *[maxTokens][]byte, nt int, noreply boo
 	if !ok {
 		return reply(out, noreply, rBadDelta)
 	}
+	s.hot.observe(key)
 	res, v, _, _ := s.cache.arith(&arithReq{key: key, decr: !incr, delta: delta}, nil)
 	if res != resultOK {
 		return textResult(out, noreply, res, arithReplies[:])
@@ -239,6 +240,7 @@ func (s *Server) touch(t *[maxTokens][]byte, nt int, noreply bool, out []byte) [
 	if !ok {
 		return reply(out, noreply, rBadExptime)
 	}
+	s.hot.observe(key)
 	return textResult(out, noreply, s.cache.view(key, true, exptimeArg(exp), nil), touchReplies[:])
 }
 
