@@ -92,15 +92,14 @@ func apiSet(key, val string, exptime int64) func(c *Cache) string {
 const counterFillValue = 400
 
 var (
-	cBig     = strings.Repeat("b", 2000) // refused before its data is read
-	cHalf    = strings.Repeat("h", 600)  // twice this is over the limit
-	cFill    = strings.Repeat("f", counterFillValue)
-	setHalf  = "set k 0 0 600\r\n" + cHalf + "\r\n"
-	setK     = "set k 0 0 2\r\nv1\r\n"
-	msK      = "ms k 2\r\nv1\r\n"
-	setTen   = "set k 0 0 2\r\n10\r\n"
-	binSetK  = bStore(binOpSet, "k", "v1", 0, 0)
-	binSetTn = bStore(binOpSet, "k", "10", 0, 0)
+	cBig    = strings.Repeat("b", 2000) // refused before its data is read
+	cHalf   = strings.Repeat("h", 600)  // twice this is over the limit
+	cFill   = strings.Repeat("f", counterFillValue)
+	setHalf = "set k 0 0 600\r\n" + cHalf + "\r\n"
+	setK    = "set k 0 0 2\r\nv1\r\n"
+	msK     = "ms k 2\r\nv1\r\n"
+	setTen  = "set k 0 0 2\r\n10\r\n"
+	binSetK = bStore(binOpSet, "k", "v1", 0, 0)
 )
 
 func counterCases() []counterCase {

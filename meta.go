@@ -61,7 +61,6 @@ type metaFlags struct {
 	stale       bool   // I
 	removeValue bool   // x
 	hasCAS      bool   // C
-	hasCASIn    bool   // E
 	mode        byte   // M
 	exptime     int64  // T
 	vivExptime  int64  // N
@@ -150,7 +149,7 @@ func parseMetaTokens(toks [][]byte, f *metaFlags, kbuf *[MaxKeyLen]byte) string 
 			}
 		case 'E':
 			if v, ok := safeStrtoull(arg); ok {
-				f.casIn, f.hasCASIn = v, true
+				f.casIn = v
 			} else {
 				bad = rMetaBadToken
 			}
