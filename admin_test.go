@@ -66,7 +66,7 @@ func TestMetadumpStreamsPastTheOutputBound(t *testing.T) {
 	const items = 3000
 	s, addr := startProtoServer(t, ServerConfig{MaxOutput: 4096}, Config{MaxBytes: 8 << 20})
 	for i := range items {
-		_, err := s.cache.Set(fmt.Appendf(nil, "key:%05d", i), []byte("v"), 0, 0)
+		err := s.cache.Set(fmt.Appendf(nil, "key:%05d", i), []byte("v"), 0)
 		require.NoError(t, err)
 	}
 	conn := protoDial(t, addr)

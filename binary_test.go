@@ -195,7 +195,7 @@ func TestBinaryOpcodes(t *testing.T) {
 	s, addr := startBinServer(t, ServerConfig{}, Config{})
 	c := s.cache
 	set := func(key, val string, flags uint32) {
-		_, err := c.Set([]byte(key), []byte(val), flags, 0)
+		_, err := c.Store([]byte(key), []byte(val), StoreOptions{Flags: flags})
 		require.NoError(t, err)
 	}
 	type step struct {
@@ -296,7 +296,7 @@ func TestBinaryOpcodes(t *testing.T) {
 		}, check: func(t *testing.T) {
 			it, err := c.Get([]byte("tg"))
 			require.NoError(t, err)
-			assert.NotZero(t, it.Exptime)
+			assert.False(t, it.Expires.IsZero())
 		}},
 		{name: "version noop", steps: func() []step {
 			v, n := bReq(binOpVersion, ""), bReq(binOpNoop, "")
@@ -404,7 +404,7 @@ func TestBinaryCAS(t *testing.T) {
 	cas3 := binRoundTrip(t, conn, []binMsg{appBad, app}, []binMsg{bErr(appBad, binExists), bOK(app)})[1].cas
 	require.Equal(t, "v2!", string(binRoundTrip(t, conn, []binMsg{get}, []binMsg{bHit(get, 2, false, "v2!")})[0].val))
 
-	_, err := s.cache.Set([]byte("n"), []byte("10"), 0, 0)
+	err := s.cache.Set([]byte("n"), []byte("10"), 0)
 	require.NoError(t, err)
 	gn := bReq(binOpGet, "n")
 	ncas := binRoundTrip(t, conn, []binMsg{gn}, []binMsg{bHit(gn, 0, false, "10")})[0].cas
@@ -462,7 +462,7 @@ func TestBinaryFlushDelay(t *testing.T) {
 	clk := newFakeClock()
 	s, addr := startBinServer(t, ServerConfig{}, Config{Now: clk.Now})
 	conn := protoDial(t, addr)
-	_, err := s.cache.Set([]byte("a"), []byte("x"), 0, 0)
+	err := s.cache.Set([]byte("a"), []byte("x"), 0)
 	require.NoError(t, err)
 	flush := bExp(binOpFlush, "", 5)
 	get := bReq(binOpGet, "a")
@@ -471,7 +471,7 @@ func TestBinaryFlushDelay(t *testing.T) {
 	binRoundTrip(t, conn, []binMsg{get}, []binMsg{bErr(get, binNotFound)})
 
 	// An absolute time, quietly.
-	_, err = s.cache.Set([]byte("a"), []byte("y"), 0, 0)
+	err = s.cache.Set([]byte("a"), []byte("y"), 0)
 	require.NoError(t, err)
 	flushQ := bExp(binOpFlushQ, "", uint32(clk.Now().Unix()+3))
 	binRoundTrip(t, conn, []binMsg{flushQ, get}, []binMsg{bHit(get, 0, false, "y")})
@@ -719,7 +719,7 @@ func TestBinaryHandleBoundedBuffering(t *testing.T) {
 
 func TestBinaryHandleOutputYield(t *testing.T) {
 	s := newHandleServer(t, ServerConfig{MaxOutput: 1000})
-	_, err := s.cache.Set([]byte("big"), bytes.Repeat([]byte("v"), 600), 0, 0)
+	err := s.cache.Set([]byte("big"), bytes.Repeat([]byte("v"), 600), 0)
 	require.NoError(t, err)
 	var in []byte
 	for range 4 {
@@ -757,7 +757,7 @@ func TestBinaryHandleMaxReqs(t *testing.T) {
 
 func TestBinaryHandleNoAllocs(t *testing.T) {
 	s := newHandleServer(t, ServerConfig{})
-	_, err := s.cache.Set([]byte("hit"), []byte("value"), 0, 0)
+	err := s.cache.Set([]byte("hit"), []byte("value"), 0)
 	require.NoError(t, err)
 	var pc protoConn
 	pc.started, pc.binary = true, true

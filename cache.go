@@ -10,6 +10,7 @@
 package emcache
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -41,6 +42,8 @@ const (
 	ErrNoMemory = Error("emcache: out of memory storing item")
 	// ErrClosed: the cache was closed.
 	ErrClosed = Error("emcache: cache is closed")
+	// ErrNotInitialized: the Cache was not made by New (a zero Cache).
+	ErrNotInitialized = Error("emcache: Cache not made by New")
 	// ErrMaxBytes: SetMaxBytes was given a limit that cannot hold the
 	// largest item in every shard.
 	ErrMaxBytes = Error("emcache: memory limit too small for the maximum item size")
@@ -50,7 +53,26 @@ const (
 )
 
 // MaxKeyLen is the longest key memcached accepts.
+//
+// A key is 1 to MaxKeyLen bytes of any value, in-process as in memcached's
+// binary protocol. The text and meta protocols split commands at spaces and
+// end them at newlines, so a key holding a space or a control character
+// cannot be named there as it is: meta clients reach it with the b flag
+// (the key base64-encoded), and mg's k flag returns it encoded, since the
+// cache marks such keys as binary when the Go API stores them.
 const MaxKeyLen = 250
+
+// wireKey reports whether a text-protocol client can send key as it is:
+// no space, control character or DEL, the bytes memcached's protocol.txt
+// keeps out of keys.
+func wireKey(key []byte) bool {
+	for _, b := range key {
+		if b <= ' ' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // ItemOverhead is what MaxItemSize counts beyond an item's key and value,
 // as memcached counts it, so that both accept the same largest item: its
@@ -132,8 +154,9 @@ type Item struct {
 	Value []byte
 	// Flags are the opaque client flags stored with the item.
 	Flags uint32
-	// Exptime is when the item expires, in Unix seconds; 0 means never.
-	Exptime int64
+	// Expires is when the item expires, on the cache's clock (Config.Now),
+	// to the second; the zero Time means never.
+	Expires time.Time
 	// CAS identifies this version of the item for CompareAndSwap: no other
 	// version of any item in the cache ever has it. Values are not
 	// consecutive: most derive from where the item is stored (in a NoEvict
@@ -270,6 +293,9 @@ func shardCount(maxBytes int64, maxItemSize int) int {
 // once; every later operation fails with ErrClosed (or misses). A cache that
 // is dropped without Close has its memory released when it is collected.
 func (c *Cache) Close() error {
+	if c.stop == nil {
+		return ErrNotInitialized
+	}
 	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.crawlDone
 	for _, s := range c.shards {
@@ -298,6 +324,35 @@ func (c *Cache) unixNow() int64 {
 		return now
 	}
 	return time.Now().Unix() // closed: no background clock
+}
+
+// exptime converts a Go TTL to the memcached exptime the engine takes,
+// unambiguously: 0 stays no expiry, a negative TTL is already expired (-1),
+// up to 30 days it is relative seconds, rounded up so that a positive TTL
+// always expires, and beyond that the absolute Unix second it ends at.
+func (c *Cache) exptime(ttl time.Duration) int64 {
+	switch {
+	case ttl == 0:
+		return 0
+	case ttl < 0:
+		return -1
+	}
+	secs := int64(ttl / time.Second)
+	if ttl%time.Second != 0 {
+		secs++
+	}
+	if secs <= relativeExptimeMax {
+		return secs
+	}
+	return c.unixNow() + secs // expiry caps it at the last Unix second it holds
+}
+
+// expiresAt is Item.Expires for a record's expiry.
+func expiresAt(exp uint32) time.Time {
+	if exp == 0 {
+		return time.Time{}
+	}
+	return time.Unix(int64(exp), 0)
 }
 
 // expiry converts a memcached exptime to an absolute Unix second.
@@ -338,10 +393,10 @@ func (c *Cache) GetAppend(dst, key []byte) ([]byte, Item, error) {
 	return c.getAppend(dst, key, false, 0)
 }
 
-// GetAndTouch returns the item under key after setting its expiration to
-// exptime (memcached's gat).
-func (c *Cache) GetAndTouch(key []byte, exptime int64) (Item, error) {
-	_, it, err := c.getAppend(nil, key, true, exptime)
+// GetAndTouch returns the item under key after giving it a new TTL
+// (memcached's gat): 0 for none.
+func (c *Cache) GetAndTouch(key []byte, ttl time.Duration) (Item, error) {
+	_, it, err := c.getAppend(nil, key, true, c.exptime(ttl))
 	return it, err
 }
 
@@ -353,62 +408,151 @@ func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, I
 		}
 		n := len(dst)
 		dst = append(dst, value...)
-		it = Item{Value: dst[n:len(dst):len(dst)], Flags: flags, Exptime: int64(exp), CAS: cas}
+		it = Item{Value: dst[n:len(dst):len(dst)], Flags: flags, Expires: expiresAt(exp), CAS: cas}
 	})
 	return dst, it, res.err()
 }
 
-// GetMulti returns the items found among keys, keyed by string(key).
-func (c *Cache) GetMulti(keys [][]byte) map[string]Item {
+// GetMulti returns the items found among keys, keyed by string(key). A
+// miss is no error; any other failure is reported as a [KeyError] for its
+// key (joined with errors.Join when there are several), while the items
+// found are still returned. A closed or uninitialised cache returns its
+// error alone.
+func (c *Cache) GetMulti(keys [][]byte) (map[string]Item, error) {
 	found := make(map[string]Item, len(keys))
+	var errs []error
 	for _, k := range keys {
-		if it, err := c.Get(k); err == nil {
+		it, err := c.Get(k)
+		switch {
+		case err == nil:
 			found[string(k)] = it
+		case err == ErrClosed || err == ErrNotInitialized:
+			return nil, err
+		case err != ErrNotFound:
+			errs = append(errs, &KeyError{Key: string(k), Err: err})
 		}
 	}
-	return found
+	return found, errors.Join(errs...)
 }
 
-// Set stores value under key unconditionally and returns its new CAS.
-// exptime follows memcached: 0 never expires, up to 30 days is relative
-// seconds, larger is an absolute Unix time, negative is already expired.
+// KeyError is the failure of one key of a [Cache.GetMulti].
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("emcache: key %q: %v", e.Key, e.Err) }
+
+// Unwrap returns the key's error, so that errors.Is sees it.
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// Set stores value under key unconditionally, expiring after ttl (0: never).
 // When the item is too large or cannot be stored, any old item under key is
-// removed, as memcached does.
-func (c *Cache) Set(key, value []byte, flags uint32, exptime int64) (uint64, error) {
-	return c.storeAPI(&storeReq{kind: storeSet, key: key, value: value, flags: flags, exptime: exptime, dropOnFail: true})
+// removed, as memcached does, so no reader sees a value older than the one
+// that failed.
+func (c *Cache) Set(key, value []byte, ttl time.Duration) error {
+	_, err := c.Store(key, value, StoreOptions{TTL: ttl})
+	return err
 }
 
 // Add stores value only if key holds no live item, else ErrNotStored.
-func (c *Cache) Add(key, value []byte, flags uint32, exptime int64) (uint64, error) {
-	return c.storeAPI(&storeReq{kind: storeAdd, key: key, value: value, flags: flags, exptime: exptime})
+func (c *Cache) Add(key, value []byte, ttl time.Duration) error {
+	_, err := c.Store(key, value, StoreOptions{Mode: ModeAdd, TTL: ttl})
+	return err
 }
 
 // Replace stores value only if key holds a live item, else ErrNotStored.
-func (c *Cache) Replace(key, value []byte, flags uint32, exptime int64) (uint64, error) {
-	return c.storeAPI(&storeReq{kind: storeReplace, key: key, value: value, flags: flags, exptime: exptime})
+func (c *Cache) Replace(key, value []byte, ttl time.Duration) error {
+	_, err := c.Store(key, value, StoreOptions{Mode: ModeReplace, TTL: ttl})
+	return err
 }
 
 // Append adds value after the existing item's data, keeping its flags and
 // expiration; ErrNotStored if key holds no live item.
-func (c *Cache) Append(key, value []byte) (uint64, error) {
-	return c.storeAPI(&storeReq{kind: storeAppend, key: key, value: value})
+func (c *Cache) Append(key, value []byte) error {
+	_, err := c.Store(key, value, StoreOptions{Mode: ModeAppend})
+	return err
 }
 
 // Prepend adds value before the existing item's data, keeping its flags and
 // expiration; ErrNotStored if key holds no live item.
-func (c *Cache) Prepend(key, value []byte) (uint64, error) {
-	return c.storeAPI(&storeReq{kind: storePrepend, key: key, value: value})
+func (c *Cache) Prepend(key, value []byte) error {
+	_, err := c.Store(key, value, StoreOptions{Mode: ModePrepend})
+	return err
 }
 
-// CompareAndSwap stores value only if the item's CAS still equals cas:
-// ErrNotFound if there is no item, ErrExists if it changed since read (or
-// the cache has no CAS values: Config.NoCAS).
-func (c *Cache) CompareAndSwap(key, value []byte, flags uint32, exptime int64, cas uint64) (uint64, error) {
-	return c.storeAPI(&storeReq{kind: storeCAS, key: key, value: value, flags: flags, exptime: exptime, cas: cas})
+// CompareAndSwap stores value, expiring after ttl, only if the item's CAS
+// still equals cas (an [Item.CAS] read before): ErrNotFound if there is no
+// item, ErrExists if it changed since (or the cache has no CAS values:
+// Config.NoCAS). [Cache.Store] does the same with client flags and returns
+// the new CAS.
+func (c *Cache) CompareAndSwap(key, value []byte, cas uint64, ttl time.Duration) error {
+	// Not Store: a CAS of 0 is no condition there, and a mismatch here.
+	r := storeReq{kind: storeCAS, key: key, value: value, exptime: c.exptime(ttl), cas: cas, binaryKey: !wireKey(key)}
+	res, _, _ := c.store(&r)
+	return res.err()
 }
 
-func (c *Cache) storeAPI(r *storeReq) (uint64, error) {
-	res, cas, _ := c.store(r)
+// StoreMode is the condition under which [Cache.Store] stores: one of
+// memcached's storage commands.
+type StoreMode uint8
+
+const (
+	// ModeSet stores unconditionally (set; with a CAS, cas).
+	ModeSet StoreMode = iota
+	// ModeAdd stores only if the key holds no live item (add).
+	ModeAdd
+	// ModeReplace stores only if the key holds a live item (replace).
+	ModeReplace
+	// ModeAppend adds the value after the live item's data, keeping its
+	// flags and TTL; StoreOptions.Flags and TTL are not used (append).
+	ModeAppend
+	// ModePrepend adds the value before the live item's data (prepend).
+	ModePrepend
+)
+
+// StoreOptions are the fields of a store beyond key and value, for callers
+// who share items with network clients: their client flags and CAS.
+type StoreOptions struct {
+	// Mode is the store's condition; the zero value is ModeSet.
+	Mode StoreMode
+	// Flags are the opaque client flags stored with the item (memcached's
+	// flags, which clients use to tell how a value is encoded).
+	Flags uint32
+	// TTL is how long the item lives; 0 means no expiry, a negative TTL
+	// stores an item that has already expired. It is rounded up to the
+	// cache's clock resolution, a second, so a positive TTL never means
+	// "no expiry".
+	TTL time.Duration
+	// CAS, when not 0, stores only if the live item's CAS equals it:
+	// ModeSet and ModeReplace become compare-and-swap (ErrNotFound without
+	// an item, ErrExists on a mismatch), ModeAppend and ModePrepend test
+	// it too, and ModeAdd ignores it, as in memcached.
+	CAS uint64
+}
+
+// Store stores value under key as o says and returns the item's new CAS
+// (0 with Config.NoCAS).
+func (c *Cache) Store(key, value []byte, o StoreOptions) (uint64, error) {
+	r := storeReq{key: key, value: value, flags: o.Flags, exptime: c.exptime(o.TTL), cas: o.CAS, binaryKey: !wireKey(key)}
+	switch o.Mode {
+	case ModeSet:
+		r.kind, r.dropOnFail = storeSet, o.CAS == 0
+	case ModeAdd:
+		r.kind = storeAdd
+	case ModeReplace:
+		r.kind = storeReplace
+	case ModeAppend:
+		r.kind = storeAppend
+	case ModePrepend:
+		r.kind = storePrepend
+	default:
+		return 0, fmt.Errorf("emcache: unknown StoreMode %d", o.Mode)
+	}
+	if o.CAS != 0 && (r.kind == storeSet || r.kind == storeReplace) {
+		r.kind = storeCAS
+	}
+	res, cas, _ := c.store(&r)
 	return cas, res.err()
 }
 
@@ -417,9 +561,10 @@ func (c *Cache) Delete(key []byte) error {
 	return c.deleteItem(&deleteReq{key: key}).err()
 }
 
-// Touch sets the expiration of the item under key, or returns ErrNotFound.
-func (c *Cache) Touch(key []byte, exptime int64) error {
-	return c.view(key, true, exptime, nil).err()
+// Touch gives the item under key a new TTL (0: none), or returns
+// ErrNotFound.
+func (c *Cache) Touch(key []byte, ttl time.Duration) error {
+	return c.view(key, true, c.exptime(ttl), nil).err()
 }
 
 // Incr adds delta to the decimal number stored under key, wrapping at 2^64,
@@ -441,9 +586,27 @@ func (c *Cache) Decr(key []byte, delta uint64) (uint64, error) {
 
 // FlushAll invalidates every item stored before now+delay; with delay <= 0
 // it drops all items at once and frees their memory.
-func (c *Cache) FlushAll(delay time.Duration) {
+func (c *Cache) FlushAll(delay time.Duration) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
 	c.cmdFlush.Add(1)
 	c.flushAll(delay)
+	return nil
+}
+
+// usable returns the error of a zero or closed cache, for the operations
+// that lock no single key's shard.
+func (c *Cache) usable() error {
+	if len(c.shards) == 0 {
+		return ErrNotInitialized
+	}
+	select {
+	case <-c.stop:
+		return ErrClosed
+	default:
+		return nil
+	}
 }
 
 // flushAll is FlushAll without counting the command: the text protocol
@@ -461,12 +624,32 @@ func (c *Cache) flushAll(delay time.Duration) {
 	c.flushAt.Store(c.unixNow() + secs)
 }
 
+// Len returns the number of items in the cache, as curr_items counts them:
+// an expired item counts until a read or the background reclaimer finds
+// it. It locks nothing.
+func (c *Cache) Len() int {
+	n := 0
+	for _, s := range c.shards {
+		n += int(s.count.Load())
+	}
+	return n
+}
+
+// HitRatio is the share of reads that found their item: GetHits over
+// GetHits and GetMisses, 0 before any read.
+func (st Stats) HitRatio() float64 {
+	if st.GetHits+st.GetMisses == 0 {
+		return 0
+	}
+	return float64(st.GetHits) / float64(st.GetHits+st.GetMisses)
+}
+
 // Stats returns the cache's counters summed over its shards.
 func (c *Cache) Stats() Stats {
 	st := Stats{LimitMaxbytes: uint64(c.maxBytes.Load()), CmdFlush: c.cmdFlush.Load()}
 	for _, s := range c.shards {
 		s.mu.Lock()
-		st.CurrItems += s.count
+		st.CurrItems += s.count.Load()
 		st.Bytes += s.bytes
 		x := s.st
 		s.mu.Unlock()
@@ -521,6 +704,9 @@ func (c *Cache) MaxItemSize() int { return c.maxItemSize }
 // oldest are evicted. The shard count is fixed at New, so the limit must
 // leave each shard room for a few largest items.
 func (c *Cache) SetMaxBytes(n int64) error {
+	if len(c.shards) == 0 {
+		return ErrNotInitialized
+	}
 	per := n / int64(len(c.shards))
 	if per < int64(minShardItems*c.maxItemSize) || per > maxShardSize {
 		return ErrMaxBytes

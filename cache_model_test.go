@@ -88,26 +88,26 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 		}
 		return v
 	}
-	randExp := func() int64 {
-		switch rng.IntN(4) {
+	// randTTL mixes no expiry, TTLs of a few seconds, below a second (they
+	// round up) and beyond 30 days (no longer read as a Unix time).
+	randTTL := func() time.Duration {
+		switch rng.IntN(5) {
 		case 0:
-			return int64(rng.IntN(5))
+			return time.Duration(rng.IntN(5)) * time.Second
 		case 1:
-			return now() + int64(rng.IntN(5)) + relativeExptimeMax // absolute
+			return time.Duration(1+rng.IntN(999)) * time.Millisecond
+		case 2:
+			return time.Duration(relativeExptimeMax+1+rng.IntN(5)) * time.Second
 		default:
 			return 0
 		}
 	}
-	absExp := func(e int64) int64 {
-		switch {
-		case e == 0:
+	// absExp is when an item stored now with ttl expires.
+	absExp := func(ttl time.Duration) int64 {
+		if ttl == 0 {
 			return 0
-		case e < 0:
-			return 1
-		case e <= relativeExptimeMax:
-			return now() + e
 		}
-		return e
+		return now() + int64((ttl+time.Second-1)/time.Second)
 	}
 	for op := 0; op < 20000; op++ {
 		k := fmt.Sprintf("key%d", rng.IntN(200))
@@ -135,15 +135,15 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 			require.Equal(t, m.value, it.Value, "op %d get %s", op, k)
 			require.Equal(t, m.flags, it.Flags)
 			require.Equal(t, m.cas, it.CAS)
-			require.Equal(t, m.exp, it.Exptime)
+			require.Equal(t, m.exp, unixOf(it.Expires))
 		case 3, 4:
-			v, f, e := randValue(), rng.Uint32(), randExp()
-			cas, err := c.Set(key, v, f, e)
+			v, f, e := randValue(), rng.Uint32(), randTTL()
+			cas, err := c.Store(key, v, StoreOptions{Flags: f, TTL: e})
 			require.NoError(t, err)
 			model[k] = &modelItem{value: v, flags: f, exp: absExp(e), cas: cas}
 		case 5:
-			v, f, e := randValue(), rng.Uint32(), randExp()
-			cas, err := c.Add(key, v, f, e)
+			v, f, e := randValue(), rng.Uint32(), randTTL()
+			cas, err := c.Store(key, v, StoreOptions{Mode: ModeAdd, Flags: f, TTL: e})
 			if m != nil {
 				require.ErrorIs(t, err, ErrNotStored)
 				continue
@@ -151,8 +151,8 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 			require.NoError(t, err)
 			model[k] = &modelItem{value: v, flags: f, exp: absExp(e), cas: cas}
 		case 6:
-			v, f, e := randValue(), rng.Uint32(), randExp()
-			cas, err := c.Replace(key, v, f, e)
+			v, f, e := randValue(), rng.Uint32(), randTTL()
+			cas, err := c.Store(key, v, StoreOptions{Mode: ModeReplace, Flags: f, TTL: e})
 			if m == nil {
 				require.ErrorIs(t, err, ErrNotStored)
 				continue
@@ -165,9 +165,9 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 			var err error
 			prepend := rng.IntN(2) == 0
 			if prepend {
-				cas, err = c.Prepend(key, v)
+				cas, err = c.Store(key, v, StoreOptions{Mode: ModePrepend})
 			} else {
-				cas, err = c.Append(key, v)
+				cas, err = c.Store(key, v, StoreOptions{Mode: ModeAppend})
 			}
 			if m == nil || (lossy && errors.Is(err, ErrNotStored)) {
 				require.ErrorIs(t, err, ErrNotStored)
@@ -185,15 +185,15 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 			}
 			m.cas = cas
 		case 8:
-			v, f, e := randValue(), rng.Uint32(), randExp()
-			want := uint64(0)
+			v, f, e := randValue(), rng.Uint32(), randTTL()
+			want := uint64(1) // a made-up CAS: 0 is none to Store
 			if m != nil {
 				want = m.cas
 				if rng.IntN(3) == 0 {
 					want++
 				}
 			}
-			cas, err := c.CompareAndSwap(key, v, f, e, want)
+			cas, err := c.Store(key, v, StoreOptions{Flags: f, TTL: e, CAS: want})
 			switch {
 			case m == nil:
 				require.ErrorIs(t, err, ErrNotFound)
@@ -254,7 +254,7 @@ func runModel(t *testing.T, seed uint64, maxBytes int64) {
 				clk.Advance(time.Second)
 				continue
 			}
-			e := randExp()
+			e := randTTL()
 			err := c.Touch(key, e)
 			if m == nil {
 				require.ErrorIs(t, err, ErrNotFound)
@@ -297,7 +297,7 @@ func TestFillFarPastLimit(t *testing.T) {
 		if rng.IntN(50) == 0 {
 			n = 30000
 		}
-		_, err := c.Set([]byte(k), value(k, gen, n), 0, 0)
+		err := c.Set([]byte(k), value(k, gen, n), 0)
 		require.NoError(t, err)
 		last[k] = gen
 		written += n

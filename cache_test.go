@@ -53,9 +53,30 @@ func indexedBytes(c *Cache) uint64 {
 	return n
 }
 
-func mustSet(t testing.TB, c *Cache, key, value string, flags uint32, exptime int64) uint64 {
+// unixOf is an Item.Expires in Unix seconds, 0 for never.
+// errorsOf lists the errors errors.Join joined in err.
+func errorsOf(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+func unixOf(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// mustSet stores value under key with client flags, expiring after secs
+// seconds (0: never), and returns its CAS.
+func mustSet(t testing.TB, c *Cache, key, value string, flags uint32, secs int64) uint64 {
 	t.Helper()
-	cas, err := c.Set([]byte(key), []byte(value), flags, exptime)
+	cas, err := c.Store([]byte(key), []byte(value), StoreOptions{Flags: flags, TTL: time.Duration(secs) * time.Second})
 	require.NoError(t, err, "set %q", key)
 	return cas
 }
@@ -85,15 +106,15 @@ var keyOps = []struct {
 }{
 	{"Get", func(c *Cache, k []byte) error { _, err := c.Get(k); return err }},
 	{"GetAppend", func(c *Cache, k []byte) error { _, _, err := c.GetAppend(nil, k); return err }},
-	{"GetAndTouch", func(c *Cache, k []byte) error { _, err := c.GetAndTouch(k, 10); return err }},
-	{"Set", func(c *Cache, k []byte) error { _, err := c.Set(k, []byte("1"), 0, 0); return err }},
-	{"Add", func(c *Cache, k []byte) error { _, err := c.Add(k, []byte("1"), 0, 0); return err }},
-	{"Replace", func(c *Cache, k []byte) error { _, err := c.Replace(k, []byte("1"), 0, 0); return err }},
-	{"Append", func(c *Cache, k []byte) error { _, err := c.Append(k, []byte("1")); return err }},
-	{"Prepend", func(c *Cache, k []byte) error { _, err := c.Prepend(k, []byte("1")); return err }},
-	{"CompareAndSwap", func(c *Cache, k []byte) error { _, err := c.CompareAndSwap(k, []byte("1"), 0, 0, 1); return err }},
+	{"GetAndTouch", func(c *Cache, k []byte) error { _, err := c.GetAndTouch(k, 10*time.Second); return err }},
+	{"Set", func(c *Cache, k []byte) error { err := c.Set(k, []byte("1"), 0); return err }},
+	{"Add", func(c *Cache, k []byte) error { err := c.Add(k, []byte("1"), 0); return err }},
+	{"Replace", func(c *Cache, k []byte) error { err := c.Replace(k, []byte("1"), 0); return err }},
+	{"Append", func(c *Cache, k []byte) error { err := c.Append(k, []byte("1")); return err }},
+	{"Prepend", func(c *Cache, k []byte) error { err := c.Prepend(k, []byte("1")); return err }},
+	{"CompareAndSwap", func(c *Cache, k []byte) error { err := c.CompareAndSwap(k, []byte("1"), 1, 0); return err }},
 	{"Delete", func(c *Cache, k []byte) error { return c.Delete(k) }},
-	{"Touch", func(c *Cache, k []byte) error { return c.Touch(k, 10) }},
+	{"Touch", func(c *Cache, k []byte) error { return c.Touch(k, 10*time.Second) }},
 	{"Incr", func(c *Cache, k []byte) error { _, err := c.Incr(k, 1); return err }},
 	{"Decr", func(c *Cache, k []byte) error { _, err := c.Decr(k, 1); return err }},
 }
@@ -130,9 +151,11 @@ func TestCacheKeyLength(t *testing.T) {
 			assert.Equal(t, "v", string(it.Value))
 			assert.Equal(t, uint32(5), it.Flags)
 			assert.Equal(t, cas, it.CAS)
-			assert.Contains(t, c.GetMulti([][]byte{key}), tt.key)
+			found, err := c.GetMulti([][]byte{key})
+			require.NoError(t, err)
+			assert.Contains(t, found, tt.key)
 			require.NoError(t, c.Delete(key))
-			_, err := c.Get(key)
+			_, err = c.Get(key)
 			assert.ErrorIs(t, err, ErrNotFound)
 		})
 	}
@@ -151,115 +174,154 @@ func TestCacheKeysAreDistinct(t *testing.T) {
 	}
 }
 
-func TestCacheExptime(t *testing.T) {
+// TestCacheTTL checks that a Go TTL is a duration whatever its length:
+// below a second it still expires (rounded up to the clock's second), past
+// memcached's 30-day boundary it is not read as a Unix time, and past the
+// 32-bit expiry it saturates.
+func TestCacheTTL(t *testing.T) {
 	const base = 1_800_000_000 // newFakeClock's start, in Unix seconds
 	const never = time.Duration(-1)
-	const year = 365 * 24 * time.Hour
+	const day = 24 * time.Hour
+	const year = 365 * day
 	tests := []struct {
-		name    string
-		exptime int64
+		name string
+		ttl  time.Duration
 		// gone: the item is already expired when stored.
 		gone bool
-		// wantExp is Item.Exptime while the item is live.
+		// wantExp is Item.Expires, in Unix seconds, while the item is live.
 		wantExp int64
 		// lastLive is the latest clock offset at which the item must be
 		// readable, expireAt the first at which it must be gone (never: it
 		// does not expire).
 		lastLive, expireAt time.Duration
 	}{
-		{name: "zero never expires", exptime: 0, wantExp: 0, lastLive: 10 * year, expireAt: never},
-		{name: "relative one second", exptime: 1, wantExp: base + 1, lastLive: time.Second - time.Nanosecond, expireAt: time.Second},
-		{name: "relative", exptime: 100, wantExp: base + 100, lastLive: 100*time.Second - time.Nanosecond, expireAt: 100 * time.Second},
-		{name: "relative maximum is 30 days", exptime: relativeExptimeMax, wantExp: base + relativeExptimeMax,
-			lastLive: relativeExptimeMax*time.Second - time.Nanosecond, expireAt: relativeExptimeMax * time.Second},
-		{name: "over 30 days is an absolute time long past", exptime: relativeExptimeMax + 1, gone: true},
-		{name: "absolute future", exptime: base + 500, wantExp: base + 500, lastLive: 499 * time.Second, expireAt: 500 * time.Second},
-		{name: "absolute far future", exptime: 4_000_000_000, wantExp: 4_000_000_000, lastLive: 10 * year, expireAt: never},
-		{name: "absolute now", exptime: base, gone: true},
-		{name: "absolute past", exptime: base - 1, gone: true},
-		{name: "negative", exptime: -1, gone: true},
-		{name: "most negative", exptime: math.MinInt64, gone: true},
+		{name: "zero never expires", ttl: 0, wantExp: 0, lastLive: 10 * year, expireAt: never},
+		{name: "one nanosecond rounds up to a second", ttl: time.Nanosecond, wantExp: base + 1, lastLive: time.Second - time.Nanosecond, expireAt: time.Second},
+		{name: "half a second rounds up", ttl: 500 * time.Millisecond, wantExp: base + 1, lastLive: 999 * time.Millisecond, expireAt: time.Second},
+		{name: "one second", ttl: time.Second, wantExp: base + 1, lastLive: time.Second - time.Nanosecond, expireAt: time.Second},
+		{name: "a second and a half", ttl: 1500 * time.Millisecond, wantExp: base + 2, lastLive: 2*time.Second - time.Nanosecond, expireAt: 2 * time.Second},
+		{name: "100 seconds", ttl: 100 * time.Second, wantExp: base + 100, lastLive: 100*time.Second - time.Nanosecond, expireAt: 100 * time.Second},
+		{name: "30 days", ttl: 30 * day, wantExp: base + relativeExptimeMax, lastLive: 30*day - time.Nanosecond, expireAt: 30 * day},
+		{name: "30 days and a second", ttl: 30*day + time.Second, wantExp: base + relativeExptimeMax + 1, lastLive: 30 * day, expireAt: 30*day + time.Second},
+		{name: "31 days is not a time in 1970", ttl: 31 * day, wantExp: base + 31*86400, lastLive: 31*day - time.Nanosecond, expireAt: 31 * day},
+		{name: "10 years", ttl: 10 * year, wantExp: base + 10*365*86400, lastLive: 10*year - time.Nanosecond, expireAt: 10 * year},
+		{name: "beyond 2106 saturates", ttl: 200 * year, wantExp: math.MaxUint32, lastLive: 10 * year, expireAt: never},
+		{name: "largest duration saturates", ttl: math.MaxInt64, wantExp: math.MaxUint32, lastLive: 10 * year, expireAt: never},
+		{name: "negative is expired at once", ttl: -time.Nanosecond, gone: true},
+		{name: "most negative", ttl: math.MinInt64, gone: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
 			start := clk.Now()
-			_, err := c.Set([]byte("k"), []byte("v"), 0, tt.exptime)
-			require.NoError(t, err, "a store succeeds whatever its exptime")
+			require.NoError(t, c.Set([]byte("k"), []byte("v"), tt.ttl), "a store succeeds whatever its TTL")
 			if tt.gone {
 				_, err := c.Get([]byte("k"))
 				assert.ErrorIs(t, err, ErrNotFound)
 				return
 			}
 			it := mustGet(t, c, "k")
-			assert.Equal(t, tt.wantExp, it.Exptime)
+			assert.Equal(t, tt.wantExp, unixOf(it.Expires))
 			clk.Set(start.Add(tt.lastLive))
 			it = mustGet(t, c, "k")
-			assert.Equal(t, tt.wantExp, it.Exptime)
+			assert.Equal(t, tt.wantExp, unixOf(it.Expires))
 			if tt.expireAt == never {
 				return
 			}
 			clk.Set(start.Add(tt.expireAt))
-			_, err = c.Get([]byte("k"))
+			_, err := c.Get([]byte("k"))
 			assert.ErrorIs(t, err, ErrNotFound, "expired at exactly its deadline second")
 		})
 	}
 }
 
-// TestCacheExptimeEveryCommand checks that every command taking an exptime
-// converts it the same way.
-func TestCacheExptimeEveryCommand(t *testing.T) {
+// TestExpiryExptime checks the protocols' reading of memcached's exptime,
+// which the Go API never sees: up to 30 days relative seconds, beyond an
+// absolute Unix time, negative or past already expired.
+func TestExpiryExptime(t *testing.T) {
+	const now = 1_800_000_000
+	tests := []struct {
+		name    string
+		exptime int64
+		want    uint32 // 0: never; at most now: already expired
+	}{
+		{"zero never expires", 0, 0},
+		{"relative one second", 1, now + 1},
+		{"relative maximum is 30 days", relativeExptimeMax, now + relativeExptimeMax},
+		{"over 30 days is an absolute time long past", relativeExptimeMax + 1, relativeExptimeMax + 1},
+		{"absolute future", now + 500, now + 500},
+		{"absolute far future", 4_000_000_000, 4_000_000_000},
+		{"beyond 32 bits saturates", math.MaxInt64, math.MaxUint32},
+		{"absolute now", now, now},
+		{"negative", -1, 1},
+		{"most negative", math.MinInt64, 1},
+	}
+	for _, tt := range tests {
+		got := expiry(tt.exptime, now)
+		assert.Equal(t, tt.want, got, tt.name)
+		if tt.want != 0 && tt.want <= now {
+			assert.True(t, expired(got, now), tt.name)
+		}
+	}
+}
+
+// TestCacheTTLEveryCommand checks that every command taking a TTL converts
+// it the same way.
+func TestCacheTTLEveryCommand(t *testing.T) {
 	const base = 1_800_000_000
 	ops := []struct {
 		name string
-		run  func(t *testing.T, c *Cache, key []byte, exptime int64) error
+		run  func(t *testing.T, c *Cache, key []byte, ttl time.Duration) error
 	}{
-		{"Set", func(_ *testing.T, c *Cache, k []byte, e int64) error {
-			_, err := c.Set(k, []byte("v"), 0, e)
-			return err
+		{"Set", func(_ *testing.T, c *Cache, k []byte, ttl time.Duration) error {
+			return c.Set(k, []byte("v"), ttl)
 		}},
-		{"Add", func(t *testing.T, c *Cache, k []byte, e int64) error {
+		{"Add", func(t *testing.T, c *Cache, k []byte, ttl time.Duration) error {
 			require.NoError(t, c.Delete(k))
-			_, err := c.Add(k, []byte("v"), 0, e)
-			return err
+			return c.Add(k, []byte("v"), ttl)
 		}},
-		{"Replace", func(_ *testing.T, c *Cache, k []byte, e int64) error {
-			_, err := c.Replace(k, []byte("v"), 0, e)
-			return err
+		{"Replace", func(_ *testing.T, c *Cache, k []byte, ttl time.Duration) error {
+			return c.Replace(k, []byte("v"), ttl)
 		}},
-		{"CompareAndSwap", func(t *testing.T, c *Cache, k []byte, e int64) error {
+		{"CompareAndSwap", func(t *testing.T, c *Cache, k []byte, ttl time.Duration) error {
 			it, err := c.Get(k)
 			require.NoError(t, err)
-			_, err = c.CompareAndSwap(k, []byte("v"), 0, e, it.CAS)
+			return c.CompareAndSwap(k, []byte("v"), it.CAS, ttl)
+		}},
+		{"Store", func(_ *testing.T, c *Cache, k []byte, ttl time.Duration) error {
+			_, err := c.Store(k, []byte("v"), StoreOptions{Flags: 3, TTL: ttl})
 			return err
 		}},
-		{"Touch", func(_ *testing.T, c *Cache, k []byte, e int64) error { return c.Touch(k, e) }},
-		{"GetAndTouch", func(_ *testing.T, c *Cache, k []byte, e int64) error { _, err := c.GetAndTouch(k, e); return err }},
+		{"Touch", func(_ *testing.T, c *Cache, k []byte, ttl time.Duration) error { return c.Touch(k, ttl) }},
+		{"GetAndTouch", func(_ *testing.T, c *Cache, k []byte, ttl time.Duration) error {
+			_, err := c.GetAndTouch(k, ttl)
+			return err
+		}},
 	}
-	exptimes := []struct {
+	ttls := []struct {
 		name    string
-		exptime int64
+		ttl     time.Duration
 		wantExp int64 // 0: never; -1: gone at once
 	}{
 		{"never", 0, 0},
-		{"relative", 60, base + 60},
-		{"absolute", base + 3600, base + 3600},
-		{"negative", -1, -1},
-		{"absolute past", base - 10, -1},
+		{"a minute", time.Minute, base + 60},
+		{"a millisecond", time.Millisecond, base + 1},
+		{"40 days", 40 * 24 * time.Hour, base + 40*86400},
+		{"negative", -time.Second, -1},
 	}
 	for _, op := range ops {
-		for _, e := range exptimes {
+		for _, e := range ttls {
 			t.Run(op.name+"/"+e.name, func(t *testing.T) {
 				c, _ := newClockedCache(t, Config{MaxBytes: 1 << 20})
 				mustSet(t, c, "k", "v", 0, 0)
-				require.NoError(t, op.run(t, c, []byte("k"), e.exptime))
+				require.NoError(t, op.run(t, c, []byte("k"), e.ttl))
 				it, err := c.Get([]byte("k"))
 				if e.wantExp == -1 {
 					assert.ErrorIs(t, err, ErrNotFound)
 					return
 				}
 				require.NoError(t, err)
-				assert.Equal(t, e.wantExp, it.Exptime)
+				assert.Equal(t, e.wantExp, unixOf(it.Expires))
 			})
 		}
 	}
@@ -320,7 +382,7 @@ func TestCacheIncrDecr(t *testing.T) {
 			}
 			it := mustGet(t, c, "n")
 			assert.Equal(t, uint32(42), it.Flags, "flags kept")
-			assert.Equal(t, int64(1_800_000_000+1000), it.Exptime, "expiry kept")
+			assert.Equal(t, int64(1_800_000_000+1000), unixOf(it.Expires), "expiry kept")
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr)
 				assert.Equal(t, tt.value, string(it.Value), "value unchanged")
@@ -365,17 +427,18 @@ func TestCacheAppendPrepend(t *testing.T) {
 			c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
 			key := []byte("k")
 			oldCAS := mustSet(t, c, "k", "mid", 7, 100)
-			op := c.Append
+			mode := ModeAppend
 			if tt.prepend {
-				op = c.Prepend
+				mode = ModePrepend
 			}
+			op := func(key, value []byte) (uint64, error) { return c.Store(key, value, StoreOptions{Mode: mode}) }
 			cas, err := op(key, []byte(tt.add))
 			require.NoError(t, err)
 			assert.NotEqual(t, oldCAS, cas, "a new CAS")
 			it := mustGet(t, c, "k")
 			assert.Equal(t, tt.want, string(it.Value))
 			assert.Equal(t, uint32(7), it.Flags, "flags kept")
-			assert.Equal(t, int64(1_800_000_100), it.Exptime, "expiry kept")
+			assert.Equal(t, int64(1_800_000_100), unixOf(it.Expires), "expiry kept")
 			assert.Equal(t, cas, it.CAS)
 
 			clk.Advance(100 * time.Second)
@@ -421,7 +484,7 @@ func TestCacheAdd(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
 			tt.prepare(t, c, clk)
-			cas, err := c.Add([]byte("k"), []byte("new"), 0, 0)
+			cas, err := c.Store([]byte("k"), []byte("new"), StoreOptions{Mode: ModeAdd})
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr)
 				assert.Zero(t, cas)
@@ -451,7 +514,7 @@ func TestCacheReplace(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
 			tt.prepare(t, c, clk)
-			_, err := c.Replace([]byte("k"), []byte("new"), 9, 0)
+			_, err := c.Store([]byte("k"), []byte("new"), StoreOptions{Mode: ModeReplace, Flags: 9})
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr)
 				_, err = c.Get([]byte("k"))
@@ -488,7 +551,7 @@ func TestCacheCompareAndSwap(t *testing.T) {
 		}, ErrExists, "other"},
 		{"touched since read keeps the CAS", func(t *testing.T, c *Cache, _ *fakeClock) uint64 {
 			cas := mustSet(t, c, "k", "old", 0, 0)
-			require.NoError(t, c.Touch([]byte("k"), 100))
+			require.NoError(t, c.Touch([]byte("k"), 100*time.Second))
 			return cas
 		}, nil, "new"},
 		{"incremented since read", func(t *testing.T, c *Cache, _ *fakeClock) uint64 {
@@ -512,7 +575,14 @@ func TestCacheCompareAndSwap(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
 			offer := tt.prepare(t, c, clk)
-			cas, err := c.CompareAndSwap([]byte("k"), []byte("new"), 3, 0, offer)
+			var cas uint64
+			var err error
+			if offer == 0 {
+				// 0 is no condition to Store; CompareAndSwap takes it as a CAS.
+				err = c.CompareAndSwap([]byte("k"), []byte("new"), offer, 0)
+			} else {
+				cas, err = c.Store([]byte("k"), []byte("new"), StoreOptions{Flags: 3, CAS: offer})
+			}
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr)
 				assert.Zero(t, cas)
@@ -551,7 +621,7 @@ func TestCacheCASUnique(t *testing.T) {
 	for i := range 2000 {
 		k := fmt.Sprintf("k%d", i)
 		note("set "+k, mustSet(t, c, k, "1", 0, 0))
-		cas, err := c.Append([]byte(k), []byte("0"))
+		cas, err := c.Store([]byte(k), []byte("0"), StoreOptions{Mode: ModeAppend})
 		require.NoError(t, err)
 		note("append "+k, cas)
 		_, err = c.Incr([]byte(k), 1)
@@ -567,14 +637,14 @@ func TestCacheNoCAS(t *testing.T) {
 		name string
 		cas  func() (uint64, error)
 	}{
-		{"Set", func() (uint64, error) { return c.Set(k, []byte("1"), 0, 0) }},
+		{"Store", func() (uint64, error) { return c.Store(k, []byte("1"), StoreOptions{}) }},
 		{"Get", func() (uint64, error) { it, err := c.Get(k); return it.CAS, err }},
 		{"GetAppend", func() (uint64, error) { _, it, err := c.GetAppend(nil, k); return it.CAS, err }},
 		{"GetAndTouch", func() (uint64, error) { it, err := c.GetAndTouch(k, 0); return it.CAS, err }},
-		{"GetMulti", func() (uint64, error) { return c.GetMulti([][]byte{k})["k"].CAS, nil }},
-		{"Replace", func() (uint64, error) { return c.Replace(k, []byte("1"), 0, 0) }},
-		{"Append", func() (uint64, error) { return c.Append(k, []byte("0")) }},
-		{"Prepend", func() (uint64, error) { return c.Prepend(k, []byte("1")) }},
+		{"GetMulti", func() (uint64, error) { m, err := c.GetMulti([][]byte{k}); return m["k"].CAS, err }},
+		{"Replace", func() (uint64, error) { return c.Store(k, []byte("1"), StoreOptions{Mode: ModeReplace}) }},
+		{"Append", func() (uint64, error) { return c.Store(k, []byte("0"), StoreOptions{Mode: ModeAppend}) }},
+		{"Prepend", func() (uint64, error) { return c.Store(k, []byte("1"), StoreOptions{Mode: ModePrepend}) }},
 		{"Get after Incr", func() (uint64, error) {
 			if _, err := c.Incr(k, 1); err != nil {
 				return 1, err
@@ -589,7 +659,7 @@ func TestCacheNoCAS(t *testing.T) {
 		}},
 		{"Add", func() (uint64, error) {
 			require.NoError(t, c.Delete(k))
-			return c.Add(k, []byte("1"), 0, 0)
+			return c.Store(k, []byte("1"), StoreOptions{Mode: ModeAdd})
 		}},
 	}
 	for _, op := range ops {
@@ -599,7 +669,7 @@ func TestCacheNoCAS(t *testing.T) {
 	}
 	// As memcached -C: without CAS values no CAS matches, 0 included.
 	for _, cas := range []uint64{0, 1} {
-		_, err := c.CompareAndSwap(k, []byte("x"), 0, 0, cas)
+		err := c.CompareAndSwap(k, []byte("x"), cas, 0)
 		assert.ErrorIs(t, err, ErrExists, "CAS %d", cas)
 	}
 }
@@ -608,16 +678,16 @@ func TestCacheTouch(t *testing.T) {
 	tests := []struct {
 		name    string
 		gat     bool
-		exptime int64
+		ttl     time.Duration
 		wantExp int64         // while live
 		goneAt  time.Duration // -1: never within the test
 	}{
-		{"touch relative", false, 100, 1_800_000_100, 100 * time.Second},
-		{"touch absolute", false, 1_800_000_500, 1_800_000_500, 500 * time.Second},
+		{"touch", false, 100 * time.Second, 1_800_000_100, 100 * time.Second},
+		{"touch beyond 30 days", false, 40 * 24 * time.Hour, 1_800_000_000 + 40*86400, 40 * 24 * time.Hour},
 		{"touch zero removes expiry", false, 0, 0, -1},
 		{"touch negative expires", false, -1, 0, 0},
-		{"gat relative", true, 100, 1_800_000_100, 100 * time.Second},
-		{"gat absolute", true, 1_800_000_500, 1_800_000_500, 500 * time.Second},
+		{"gat", true, 100 * time.Second, 1_800_000_100, 100 * time.Second},
+		{"gat beyond 30 days", true, 40 * 24 * time.Hour, 1_800_000_000 + 40*86400, 40 * 24 * time.Hour},
 		{"gat zero removes expiry", true, 0, 0, -1},
 		{"gat negative expires", true, -1, 0, 0},
 	}
@@ -627,16 +697,16 @@ func TestCacheTouch(t *testing.T) {
 			start := clk.Now()
 			cas := mustSet(t, c, "k", "v", 4, 10)
 			if tt.gat {
-				it, err := c.GetAndTouch([]byte("k"), tt.exptime)
+				it, err := c.GetAndTouch([]byte("k"), tt.ttl)
 				require.NoError(t, err)
 				assert.Equal(t, "v", string(it.Value))
 				assert.Equal(t, uint32(4), it.Flags)
 				assert.Equal(t, cas, it.CAS, "gat keeps the CAS")
 				if tt.goneAt != 0 {
-					assert.Equal(t, tt.wantExp, it.Exptime, "gat returns the new expiry")
+					assert.Equal(t, tt.wantExp, unixOf(it.Expires), "gat returns the new expiry")
 				}
 			} else {
-				require.NoError(t, c.Touch([]byte("k"), tt.exptime))
+				require.NoError(t, c.Touch([]byte("k"), tt.ttl))
 			}
 			if tt.goneAt == 0 {
 				_, err := c.Get([]byte("k"))
@@ -645,7 +715,7 @@ func TestCacheTouch(t *testing.T) {
 			}
 			clk.Advance(10 * time.Second) // the old expiry no longer applies
 			it := mustGet(t, c, "k")
-			assert.Equal(t, tt.wantExp, it.Exptime)
+			assert.Equal(t, tt.wantExp, unixOf(it.Expires))
 			assert.Equal(t, cas, it.CAS, "touch keeps the CAS")
 			if tt.goneAt < 0 {
 				clk.Advance(100 * 365 * 24 * time.Hour)
@@ -663,13 +733,13 @@ func TestCacheTouch(t *testing.T) {
 
 func TestCacheTouchMissing(t *testing.T) {
 	c, clk := newClockedCache(t, Config{MaxBytes: 1 << 20})
-	assert.ErrorIs(t, c.Touch([]byte("none"), 10), ErrNotFound)
-	_, err := c.GetAndTouch([]byte("none"), 10)
+	assert.ErrorIs(t, c.Touch([]byte("none"), 10*time.Second), ErrNotFound)
+	_, err := c.GetAndTouch([]byte("none"), 10*time.Second)
 	assert.ErrorIs(t, err, ErrNotFound)
 	mustSet(t, c, "k", "v", 0, 1)
 	clk.Advance(time.Second)
-	assert.ErrorIs(t, c.Touch([]byte("k"), 100), ErrNotFound, "an expired item cannot be revived")
-	_, err = c.GetAndTouch([]byte("k"), 100)
+	assert.ErrorIs(t, c.Touch([]byte("k"), 100*time.Second), ErrNotFound, "an expired item cannot be revived")
+	_, err = c.GetAndTouch([]byte("k"), 100*time.Second)
 	assert.ErrorIs(t, err, ErrNotFound)
 }
 
@@ -771,16 +841,16 @@ func TestCacheTooLarge(t *testing.T) {
 		// removesOld: a refused store drops the old item (only set does).
 		removesOld bool
 	}{
-		{"Set", func(c *Cache, k, v []byte) error { _, err := c.Set(k, v, 0, 0); return err }, false, true},
-		{"Set over existing", func(c *Cache, k, v []byte) error { _, err := c.Set(k, v, 0, 0); return err }, true, true},
-		{"Add", func(c *Cache, k, v []byte) error { _, err := c.Add(k, v, 0, 0); return err }, false, false},
-		{"Replace", func(c *Cache, k, v []byte) error { _, err := c.Replace(k, v, 0, 0); return err }, true, false},
+		{"Set", func(c *Cache, k, v []byte) error { err := c.Set(k, v, 0); return err }, false, true},
+		{"Set over existing", func(c *Cache, k, v []byte) error { err := c.Set(k, v, 0); return err }, true, true},
+		{"Add", func(c *Cache, k, v []byte) error { err := c.Add(k, v, 0); return err }, false, false},
+		{"Replace", func(c *Cache, k, v []byte) error { err := c.Replace(k, v, 0); return err }, true, false},
 		{"CompareAndSwap", func(c *Cache, k, v []byte) error {
 			it, err := c.Get(k)
 			if err != nil {
 				return err
 			}
-			_, err = c.CompareAndSwap(k, v, 0, 0, it.CAS)
+			err = c.CompareAndSwap(k, v, it.CAS, 0)
 			return err
 		}, true, false},
 	}
@@ -837,9 +907,9 @@ func TestCacheItemSizeLikeMemcached(t *testing.T) {
 			c := newTestCache(t, Config{MaxBytes: 16 << 20, NoCAS: tt.noCAS})
 			require.Equal(t, DefaultMaxItemSize, c.MaxItemSize())
 			value := make([]byte, tt.largest+1)
-			_, err := c.Set([]byte("abc"), value[:tt.largest], tt.flags, 0)
+			_, err := c.Store([]byte("abc"), value[:tt.largest], StoreOptions{Flags: tt.flags})
 			require.NoError(t, err)
-			_, err = c.Set([]byte("abc"), value, tt.flags, 0)
+			_, err = c.Store([]byte("abc"), value, StoreOptions{Flags: tt.flags})
 			assert.ErrorIs(t, err, ErrTooLarge)
 		})
 	}
@@ -857,10 +927,10 @@ func TestCacheTooLargeAppend(t *testing.T) {
 				op = c.Prepend
 			}
 			// The combined item is what must fit.
-			_, err := op([]byte("k"), bytes.Repeat([]byte("x"), maxItem-itemSize("k", old)+1))
+			err := op([]byte("k"), bytes.Repeat([]byte("x"), maxItem-itemSize("k", old)+1))
 			assert.ErrorIs(t, err, ErrTooLarge)
 			assert.Equal(t, old, string(mustGet(t, c, "k").Value), "the old item stays")
-			_, err = op([]byte("k"), bytes.Repeat([]byte("x"), maxItem-itemSize("k", old)))
+			err = op([]byte("k"), bytes.Repeat([]byte("x"), maxItem-itemSize("k", old)))
 			require.NoError(t, err)
 			assert.Len(t, mustGet(t, c, "k").Value, maxItem-itemSize("k", ""))
 		})
@@ -875,7 +945,7 @@ func fillNoEvict(t *testing.T, c *Cache, n int) (stored map[string]string, refus
 	for i := range n {
 		k := fmt.Sprintf("key%05d", i)
 		v := fmt.Sprintf("%s=%090d", k, i)
-		_, err := c.Set([]byte(k), []byte(v), 0, 0)
+		err := c.Set([]byte(k), []byte(v), 0)
 		if errors.Is(err, ErrNoMemory) {
 			refused = append(refused, k)
 			continue
@@ -921,7 +991,7 @@ func TestCacheNoEvict(t *testing.T) {
 	}
 	require.NotEmpty(t, victim)
 	big := bytes.Repeat([]byte("b"), MinMaxItemSize-itemSize(victim, ""))
-	_, err := c.Set([]byte(victim), big, 0, 0)
+	err := c.Set([]byte(victim), big, 0)
 	require.ErrorIs(t, err, ErrNoMemory)
 	_, err = c.Get([]byte(victim))
 	assert.ErrorIs(t, err, ErrNotFound, "the old value of a refused set is removed")
@@ -939,7 +1009,7 @@ func TestCacheNoEvict(t *testing.T) {
 		if c.shardFor(xxhash.Sum64([]byte(k))) != full {
 			continue
 		}
-		_, err := c.Replace([]byte(k), bytes.Repeat([]byte("r"), MinMaxItemSize-itemSize(k, "")), 0, 0)
+		err := c.Replace([]byte(k), bytes.Repeat([]byte("r"), MinMaxItemSize-itemSize(k, "")), 0)
 		if errors.Is(err, ErrNoMemory) {
 			assert.Equal(t, stored[k], string(mustGet(t, c, k).Value), "replace keeps the old value")
 			refusedReplace = true
@@ -962,7 +1032,7 @@ func TestCacheNoEvictOverwrite(t *testing.T) {
 		for i := range keys {
 			k := fmt.Sprintf("key%03d", i)
 			v := fmt.Sprintf("%s/%d/%0*d", k, round, 20+(i*7+round)%80, 0)
-			_, err := c.Set([]byte(k), []byte(v), 0, 0)
+			err := c.Set([]byte(k), []byte(v), 0)
 			require.NoError(t, err, "round %d key %s", round, k)
 		}
 	}
@@ -994,7 +1064,7 @@ func TestCacheNoEvictNeverLosesData(t *testing.T) {
 		v = v[:min(len(v), 4*MinMaxItemSize-ItemOverhead-len(k))]
 		switch rng.IntN(8) {
 		case 0:
-			_, err := c.Append([]byte(k), []byte("+"))
+			err := c.Append([]byte(k), []byte("+"))
 			switch {
 			case err == nil:
 				model[k] += "+"
@@ -1012,7 +1082,7 @@ func TestCacheNoEvictNeverLosesData(t *testing.T) {
 			}
 			delete(model, k)
 		default:
-			_, err := c.Set([]byte(k), []byte(v), 0, 0)
+			err := c.Set([]byte(k), []byte(v), 0)
 			if errors.Is(err, ErrNoMemory) {
 				refused++
 				delete(model, k) // a refused set drops the old value
@@ -1084,7 +1154,7 @@ func TestCacheConfigDefaults(t *testing.T) {
 			// The largest item fits, even in the smallest cache.
 			k := "k"
 			v := bytes.Repeat([]byte("v"), tt.wantMaxItem-itemSize(k, ""))
-			_, err := c.Set([]byte(k), v, 0, 0)
+			err := c.Set([]byte(k), v, 0)
 			require.NoError(t, err)
 			assert.Equal(t, v, mustGet(t, c, k).Value)
 		})
@@ -1141,11 +1211,25 @@ func TestCacheGetMulti(t *testing.T) {
 	c := newTestCache(t, Config{MaxBytes: 1 << 20})
 	mustSet(t, c, "a", "1", 1, 0)
 	mustSet(t, c, "b", "2", 2, 0)
-	got := c.GetMulti([][]byte{[]byte("a"), []byte("missing"), []byte("b"), []byte(""), []byte("a")})
-	require.Len(t, got, 2)
+	got, err := c.GetMulti([][]byte{[]byte("a"), []byte("missing"), []byte("b"), []byte(""), []byte("a")})
+	require.Len(t, got, 2, "the items found are returned with the error")
 	assert.Equal(t, "1", string(got["a"].Value))
 	assert.Equal(t, uint32(2), got["b"].Flags)
-	assert.Empty(t, c.GetMulti(nil))
+	var ke *KeyError
+	require.ErrorAs(t, err, &ke, "a miss is no error, an invalid key is")
+	assert.Empty(t, ke.Key)
+	assert.ErrorIs(t, err, ErrKeyInvalid)
+
+	got, err = c.GetMulti([][]byte{[]byte("a"), []byte("missing")})
+	assert.NoError(t, err, "misses are no error")
+	assert.Len(t, got, 1)
+	got, err = c.GetMulti(nil)
+	assert.NoError(t, err)
+	assert.Empty(t, got)
+
+	long := bytes.Repeat([]byte("k"), MaxKeyLen+1)
+	_, err = c.GetMulti([][]byte{nil, long})
+	assert.Len(t, errorsOf(err), 2, "every failing key is reported")
 }
 
 func TestCacheView(t *testing.T) {
@@ -1165,7 +1249,7 @@ func TestCacheView(t *testing.T) {
 	assert.Equal(t, 1, calls)
 
 	assert.Equal(t, resultOK, c.view([]byte("k"), true, 5, nil))
-	assert.Equal(t, int64(1_800_000_005), mustGet(t, c, "k").Exptime, "touch=true sets the expiry")
+	assert.Equal(t, int64(1_800_000_005), unixOf(mustGet(t, c, "k").Expires), "touch=true sets the expiry")
 	clk.Advance(5 * time.Second)
 	assert.Equal(t, resultNotFound, c.view([]byte("k"), false, 0, func([]byte, uint32, uint32, uint64) { calls++ }))
 }
@@ -1210,24 +1294,24 @@ func TestCacheStats(t *testing.T) {
 			w.GetExpired++ // and, as in memcached, not reclaimed
 			w.CurrItems--
 		}},
-		{"touch hit", func(t *testing.T) { require.NoError(t, c.Touch([]byte("a"), 1000)) }, func(w *Stats) {
+		{"touch hit", func(t *testing.T) { require.NoError(t, c.Touch([]byte("a"), 1000*time.Second)) }, func(w *Stats) {
 			w.CmdTouch++
 			w.TouchHits++
 		}},
-		{"touch miss", func(t *testing.T) { require.ErrorIs(t, c.Touch([]byte("zz"), 1000), ErrNotFound) }, func(w *Stats) {
+		{"touch miss", func(t *testing.T) { require.ErrorIs(t, c.Touch([]byte("zz"), 1000*time.Second), ErrNotFound) }, func(w *Stats) {
 			w.CmdTouch++
 			w.TouchMisses++
 		}},
 		{"cas miss", func(t *testing.T) {
-			_, err := c.CompareAndSwap([]byte("zz"), []byte("2"), 0, 0, 1)
+			err := c.CompareAndSwap([]byte("zz"), []byte("2"), 1, 0)
 			require.ErrorIs(t, err, ErrNotFound)
 		}, func(w *Stats) { w.CmdSet++; w.CasMisses++ }},
 		{"cas badval", func(t *testing.T) {
-			_, err := c.CompareAndSwap([]byte("a"), []byte("2"), 0, 0, casA+1)
+			err := c.CompareAndSwap([]byte("a"), []byte("2"), casA+1, 0)
 			require.ErrorIs(t, err, ErrExists)
 		}, func(w *Stats) { w.CmdSet++; w.CasBadval++ }},
 		{"cas hit", func(t *testing.T) {
-			_, err := c.CompareAndSwap([]byte("a"), []byte("2"), 0, 0, casA)
+			err := c.CompareAndSwap([]byte("a"), []byte("2"), casA, 0)
 			require.NoError(t, err)
 		}, func(w *Stats) { w.CmdSet++; w.CasHits++; w.TotalItems++ }},
 		{"incr hit", func(t *testing.T) {
@@ -1247,15 +1331,15 @@ func TestCacheStats(t *testing.T) {
 			require.ErrorIs(t, err, ErrNotFound)
 		}, func(w *Stats) { w.DecrMisses++ }},
 		{"append", func(t *testing.T) {
-			_, err := c.Append([]byte("a"), []byte("0"))
+			err := c.Append([]byte("a"), []byte("0"))
 			require.NoError(t, err)
 		}, func(w *Stats) { w.CmdSet++; w.TotalItems++ }},
 		{"add exists", func(t *testing.T) {
-			_, err := c.Add([]byte("a"), []byte("x"), 0, 0)
+			err := c.Add([]byte("a"), []byte("x"), 0)
 			require.ErrorIs(t, err, ErrNotStored)
 		}, func(w *Stats) { w.CmdSet++ }},
 		{"replace miss", func(t *testing.T) {
-			_, err := c.Replace([]byte("zz"), []byte("x"), 0, 0)
+			err := c.Replace([]byte("zz"), []byte("x"), 0)
 			require.ErrorIs(t, err, ErrNotStored)
 		}, func(w *Stats) { w.CmdSet++ }},
 		{"delete hit", func(t *testing.T) { require.NoError(t, c.Delete([]byte("a"))) }, func(w *Stats) {
@@ -1307,8 +1391,8 @@ func TestCacheStatsStoreFailures(t *testing.T) {
 	c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize})
 	big := make([]byte, MinMaxItemSize)
 	for _, op := range []func() error{
-		func() error { _, err := c.Set([]byte("k"), big, 0, 0); return err },
-		func() error { _, err := c.Add([]byte("k"), big, 0, 0); return err },
+		func() error { err := c.Set([]byte("k"), big, 0); return err },
+		func() error { err := c.Add([]byte("k"), big, 0); return err },
 	} {
 		require.ErrorIs(t, op(), ErrTooLarge)
 	}
@@ -1327,9 +1411,9 @@ func TestCacheStatsLikeMemcached(t *testing.T) {
 		// touch_cmds and touch_hits/touch_misses only.
 		c := newTestCache(t, Config{MaxBytes: 1 << 20})
 		mustSet(t, c, "k", "v", 0, 0)
-		_, err := c.GetAndTouch([]byte("k"), 100)
+		_, err := c.GetAndTouch([]byte("k"), 100*time.Second)
 		require.NoError(t, err)
-		_, err = c.GetAndTouch([]byte("missing"), 100)
+		_, err = c.GetAndTouch([]byte("missing"), 100*time.Second)
 		require.ErrorIs(t, err, ErrNotFound)
 		st := c.Stats()
 		assert.Equal(t, uint64(2), st.CmdTouch)
@@ -1343,7 +1427,7 @@ func TestCacheStatsLikeMemcached(t *testing.T) {
 		// memcached counts set_cmds once the data is read into a new
 		// item; a store refused as too large never gets one.
 		c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize})
-		_, err := c.Set([]byte("k"), make([]byte, MinMaxItemSize), 0, 0)
+		err := c.Set([]byte("k"), make([]byte, MinMaxItemSize), 0)
 		require.ErrorIs(t, err, ErrTooLarge)
 		assert.Zero(t, c.Stats().CmdSet)
 	})
@@ -1476,7 +1560,7 @@ func TestCacheSetMaxBytes(t *testing.T) {
 			require.Equal(t, val(i), string(it.Value), "kept across the resize")
 			require.Equal(t, cas[i], it.CAS, "the CAS moves with the item")
 		}
-		_, err := c.CompareAndSwap([]byte(key(0)), []byte("new"), 0, 0, cas[0])
+		err := c.CompareAndSwap([]byte(key(0)), []byte("new"), cas[0], 0)
 		require.NoError(t, err)
 		// Now twice the old limit fits without evicting.
 		for i := n; i < 2*small/per; i++ {
@@ -1574,7 +1658,7 @@ func TestCacheConcurrentCompareAndSwap(t *testing.T) {
 						return
 					}
 					n, _ := strconv.Atoi(string(it.Value))
-					_, err = c.CompareAndSwap([]byte("n"), strconv.AppendInt(nil, int64(n+1), 10), 0, 0, it.CAS)
+					err = c.CompareAndSwap([]byte("n"), strconv.AppendInt(nil, int64(n+1), 10), it.CAS, 0)
 					if err == nil {
 						break
 					}
@@ -1616,7 +1700,7 @@ func TestCacheConcurrentMixed(t *testing.T) {
 				var err error
 				switch i % 10 {
 				case 0, 1, 2:
-					_, err = c.Set(k, fmt.Appendf(nil, "%s%d-%0*d", prefix, g, i%300, 0), uint32(g), int64(i%3))
+					_, err = c.Store(k, fmt.Appendf(nil, "%s%d-%0*d", prefix, g, i%300, 0), StoreOptions{Flags: uint32(g), TTL: time.Duration(int64(i%3)) * time.Second})
 				case 3:
 					var it Item
 					if it, err = c.Get(k); err == nil {
@@ -1628,12 +1712,12 @@ func TestCacheConcurrentMixed(t *testing.T) {
 						check(it.Value)
 					}
 				case 5:
-					_, err = c.Append(k, []byte("+a"))
+					err = c.Append(k, []byte("+a"))
 				case 6:
 					var it Item
-					if it, err = c.GetAndTouch(k, 100); err == nil {
+					if it, err = c.GetAndTouch(k, 100*time.Second); err == nil {
 						check(it.Value)
-						_, err = c.CompareAndSwap(k, append([]byte(prefix), "cas"...), 0, 0, it.CAS)
+						err = c.CompareAndSwap(k, append([]byte(prefix), "cas"...), it.CAS, 0)
 					}
 				case 7:
 					err = c.Delete(k)
@@ -1641,7 +1725,7 @@ func TestCacheConcurrentMixed(t *testing.T) {
 					err = c.Touch(k, 0)
 					c.view(k, false, 0, func(v []byte, _, _ uint32, _ uint64) { check(v) })
 				case 9:
-					_, err = c.Add(k, append([]byte(prefix), "add"...), 0, 0)
+					err = c.Add(k, append([]byte(prefix), "add"...), 0)
 					_ = c.Stats()
 				}
 				if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNotStored) &&
@@ -1676,7 +1760,7 @@ func TestCacheScanResistance(t *testing.T) {
 	hot := make([][]byte, maxBytes/5/itemSize("hot00000", string(v))) // a fifth of the cache
 	for i := range hot {
 		hot[i] = fmt.Appendf(nil, "hot%05d", i)
-		_, err := c.Set(hot[i], v, 0, 0)
+		err := c.Set(hot[i], v, 0)
 		require.NoError(t, err)
 	}
 	for range 3 {
@@ -1692,7 +1776,7 @@ func TestCacheScanResistance(t *testing.T) {
 		k := fmt.Appendf(nil, "scan%08d", i)
 		_, err := c.Get(k)
 		require.ErrorIs(t, err, ErrNotFound)
-		_, err = c.Set(k, v, 0, 0)
+		err = c.Set(k, v, 0)
 		require.NoError(t, err)
 	}
 	st := c.Stats()
@@ -1726,7 +1810,7 @@ func TestCacheHotKeyOutlivesOneHitStream(t *testing.T) {
 			_, err := c.Get(hotKey)
 			require.NoError(t, err, "hot key evicted after %d one-hit stores", i)
 		}
-		_, err := c.Set(fmt.Appendf(nil, "s%07d", i), v, 0, 0)
+		err := c.Set(fmt.Appendf(nil, "s%07d", i), v, 0)
 		require.NoError(t, err)
 	}
 	_, err := c.Get(hotKey)
@@ -1753,7 +1837,7 @@ func TestCacheHeapObjectsIndependentOfItems(t *testing.T) {
 	fill := func(from, to int) {
 		for i := from; i < to; i++ {
 			key = strconv.AppendInt(append(key[:0], "key:"...), int64(i), 10)
-			if _, err := c.Set(key, value, 0, 0); err != nil {
+			if err := c.Set(key, value, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -1800,12 +1884,12 @@ func TestCacheOverwritesKeepUnreadItemsOfManySizes(t *testing.T) {
 			v = append(v, byte('a'+(i+len(v))%26))
 		}
 		values[i] = v
-		_, err := c.Set(fmt.Appendf(nil, "unread:%d", i), v, uint32(i), 0)
+		_, err := c.Store(fmt.Appendf(nil, "unread:%d", i), v, StoreOptions{Flags: uint32(i)})
 		require.NoError(t, err)
 	}
 	for n := range 5000 {
 		for k := range 15 {
-			_, err := c.Set(fmt.Appendf(nil, "overwritten:%d", k), strconv.AppendInt(nil, int64(n), 10), 0, 0)
+			err := c.Set(fmt.Appendf(nil, "overwritten:%d", k), strconv.AppendInt(nil, int64(n), 10), 0)
 			require.NoError(t, err)
 		}
 	}
@@ -1865,7 +1949,7 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 	for round := range 4 {
 		for i := range 600 {
 			k := fmt.Sprintf("k%d", i%50)
-			cas, err := c.Set([]byte(k), []byte("1"), 0, 0)
+			cas, err := c.Store([]byte(k), []byte("1"), StoreOptions{})
 			require.NoError(t, err)
 			record(k, cas)
 			var res result
@@ -1874,7 +1958,7 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 			record(k, cas)
 			// Filler that fills the cache, so later stores go to the small
 			// ring.
-			_, err = c.Set(fmt.Appendf(nil, "fill%d-%d", round, i), big, 0, 0)
+			err = c.Set(fmt.Appendf(nil, "fill%d-%d", round, i), big, 0)
 			require.NoError(t, err)
 		}
 		switch round {
@@ -1888,9 +1972,9 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 	}
 	require.NotZero(t, c.Stats().Evictions, "the filler overflowed the cache")
 	old := mustGet(t, c, "k2").CAS
-	_, err := c.Set([]byte("k2"), []byte("newer"), 0, 0)
+	err := c.Set([]byte("k2"), []byte("newer"), 0)
 	require.NoError(t, err)
-	_, err = c.CompareAndSwap([]byte("k2"), []byte("stale"), 0, 0, old)
+	err = c.CompareAndSwap([]byte("k2"), []byte("stale"), old, 0)
 	assert.ErrorIs(t, err, ErrExists)
 }
 
@@ -1903,7 +1987,7 @@ func TestCacheNoEvictKeepsItemsWhenFull(t *testing.T) {
 	for i := 0; ; i++ {
 		k := fmt.Sprintf("k%d", i)
 		v := strings.Repeat(string(rune('a'+i%26)), 1+i*37%900)
-		if _, err := c.Set([]byte(k), []byte(v), 0, 0); err != nil {
+		if err := c.Set([]byte(k), []byte(v), 0); err != nil {
 			require.ErrorIs(t, err, ErrNoMemory)
 			break
 		}
@@ -1923,7 +2007,7 @@ func TestCacheNoEvictKeepsItemsWhenFull(t *testing.T) {
 	for i := range 20000 {
 		k := fmt.Sprintf("more%d", i)
 		v := strings.Repeat("m", 1+i*53%900)
-		if _, err := c.Set([]byte(k), []byte(v), 0, 0); err == nil {
+		if err := c.Set([]byte(k), []byte(v), 0); err == nil {
 			want[k] = v
 		} else {
 			require.ErrorIs(t, err, ErrNoMemory)
@@ -1959,7 +2043,7 @@ func TestCacheWideArenaUnits(t *testing.T) {
 			}
 		default:
 			v := bytes.Repeat([]byte{byte(i)}, 1+rng.IntN(8000))
-			_, err := c.Set([]byte(k), v, uint32(i), 0)
+			_, err := c.Store([]byte(k), v, StoreOptions{Flags: uint32(i)})
 			require.NoError(t, err)
 			want[k] = v
 		}
@@ -1985,7 +2069,7 @@ func TestCacheKeepsAsManyLargeValuesAsFit(t *testing.T) {
 	require.Len(t, c.shards, 1)
 	value := make([]byte, 1<<20-1024)
 	for i := range 20 {
-		_, err := c.Set(fmt.Appendf(nil, "k%d", i), value, 0, 0)
+		err := c.Set(fmt.Appendf(nil, "k%d", i), value, 0)
 		require.NoError(t, err)
 		if i >= 2 {
 			require.Equal(t, uint64(3), c.Stats().CurrItems, "after %d stores", i+1)

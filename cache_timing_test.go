@@ -52,7 +52,7 @@ var benchCache = sync.OnceValue(func() *Cache {
 	keys, trace := benchKeyList(), benchTrace()
 	value := make([]byte, benchValueSize)
 	for _, i := range trace[:benchKeys] {
-		c.Set(keys[i], value, 0, 0)
+		c.Set(keys[i], value, 0)
 	}
 	return c
 })
@@ -91,7 +91,7 @@ func benchmarkZipf(b *testing.B, readPercent int, mode readMode) {
 			pos = (pos + 1) & (benchTraceLen - 1)
 			switch {
 			case op%100 >= readPercent:
-				c.Set(k, value, 0, 0)
+				c.Set(k, value, 0)
 			case mode == readGet:
 				c.Get(k)
 			default:
@@ -119,7 +119,7 @@ func benchmarkGetAppend(b *testing.B, valueSize int, parallel bool) {
 	}
 	b.Cleanup(func() { c.Close() })
 	key := []byte("benchmark-key")
-	if _, err := c.Set(key, make([]byte, valueSize), 0, 0); err != nil {
+	if err := c.Set(key, make([]byte, valueSize), 0); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(valueSize))
@@ -159,6 +159,6 @@ func benchmarkSet(b *testing.B, valueSize int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		c.Set(keys[i&(nkeys-1)], value, 0, 0)
+		c.Set(keys[i&(nkeys-1)], value, 0)
 	}
 }

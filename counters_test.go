@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,7 +79,7 @@ func apiGet(key string) func(c *Cache) string {
 
 func apiSet(key, val string, exptime int64) func(c *Cache) string {
 	return func(c *Cache) string {
-		cas, err := c.Set([]byte(key), []byte(val), 0, exptime)
+		cas, err := c.Store([]byte(key), []byte(val), StoreOptions{TTL: time.Duration(exptime) * time.Second})
 		if err != nil {
 			return err.Error()
 		}
@@ -116,39 +117,39 @@ func counterCases() []counterCase {
 			gx(apiGet("x"), ErrNotFound.Error(), miss),
 		}},
 		{name: "api/add-replace", steps: []counterStep{
-			gx(func(c *Cache) string { _, err := c.Replace([]byte("k"), []byte("v"), 0, 0); return apiOutcome(err) }, ErrNotStored.Error(), refused),
-			gx(func(c *Cache) string { _, err := c.Add([]byte("k"), []byte("v"), 0, 0); return apiOutcome(err) }, "ok", stored),
-			gx(func(c *Cache) string { _, err := c.Add([]byte("k"), []byte("v"), 0, 0); return apiOutcome(err) }, ErrNotStored.Error(), refused),
-			gx(func(c *Cache) string { _, err := c.Replace([]byte("k"), []byte("w"), 0, 0); return apiOutcome(err) }, "ok", stored),
+			gx(func(c *Cache) string { err := c.Replace([]byte("k"), []byte("v"), 0); return apiOutcome(err) }, ErrNotStored.Error(), refused),
+			gx(func(c *Cache) string { err := c.Add([]byte("k"), []byte("v"), 0); return apiOutcome(err) }, "ok", stored),
+			gx(func(c *Cache) string { err := c.Add([]byte("k"), []byte("v"), 0); return apiOutcome(err) }, ErrNotStored.Error(), refused),
+			gx(func(c *Cache) string { err := c.Replace([]byte("k"), []byte("w"), 0); return apiOutcome(err) }, "ok", stored),
 		}},
 		{name: "api/append-prepend", steps: []counterStep{
-			gx(func(c *Cache) string { _, err := c.Append([]byte("k"), []byte("a")); return apiOutcome(err) }, ErrNotStored.Error(), refused),
-			gx(func(c *Cache) string { _, err := c.Prepend([]byte("k"), []byte("p")); return apiOutcome(err) }, ErrNotStored.Error(), refused),
+			gx(func(c *Cache) string { err := c.Append([]byte("k"), []byte("a")); return apiOutcome(err) }, ErrNotStored.Error(), refused),
+			gx(func(c *Cache) string { err := c.Prepend([]byte("k"), []byte("p")); return apiOutcome(err) }, ErrNotStored.Error(), refused),
 			gx(apiSet("k", "v1", 0), "cas=1", stored),
-			gx(func(c *Cache) string { _, err := c.Append([]byte("k"), []byte("a")); return apiOutcome(err) }, "ok", stored),
-			gx(func(c *Cache) string { _, err := c.Prepend([]byte("k"), []byte("p")); return apiOutcome(err) }, "ok", stored),
+			gx(func(c *Cache) string { err := c.Append([]byte("k"), []byte("a")); return apiOutcome(err) }, "ok", stored),
+			gx(func(c *Cache) string { err := c.Prepend([]byte("k"), []byte("p")); return apiOutcome(err) }, "ok", stored),
 			gx(apiGet("k"), `"pv1a" cas=3`, hit),
 		}},
 		{name: "api/cas", steps: []counterStep{
 			gx(func(c *Cache) string {
-				_, err := c.CompareAndSwap([]byte("k"), []byte("v"), 0, 0, 1)
+				err := c.CompareAndSwap([]byte("k"), []byte("v"), 1, 0)
 				return apiOutcome(err)
 			}, ErrNotFound.Error(), Stats{CmdSet: 1, CasMisses: 1}),
 			gx(apiSet("k", "v1", 0), "cas=1", stored),
 			gx(func(c *Cache) string {
-				_, err := c.CompareAndSwap([]byte("k"), []byte("v"), 0, 0, 99)
+				err := c.CompareAndSwap([]byte("k"), []byte("v"), 99, 0)
 				return apiOutcome(err)
 			}, ErrExists.Error(), Stats{CmdSet: 1, CasBadval: 1}),
 			gx(func(c *Cache) string {
-				_, err := c.CompareAndSwap([]byte("k"), []byte("v"), 0, 0, 1)
+				err := c.CompareAndSwap([]byte("k"), []byte("v"), 1, 0)
 				return apiOutcome(err)
 			}, "ok", Stats{CmdSet: 1, CasHits: 1, TotalItems: 1}),
 		}},
 		{name: "api/delete-touch", steps: []counterStep{
 			gx(func(c *Cache) string { return apiOutcome(c.Delete([]byte("k"))) }, ErrNotFound.Error(), Stats{DeleteMisses: 1}),
-			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100)) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1}),
+			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100*time.Second)) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1}),
 			gx(apiSet("k", "v1", 0), "cas=1", stored),
-			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100)) }, "ok", Stats{CmdTouch: 1, TouchHits: 1}),
+			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100*time.Second)) }, "ok", Stats{CmdTouch: 1, TouchHits: 1}),
 			gx(func(c *Cache) string { return apiOutcome(c.Delete([]byte("k"))) }, "ok", Stats{DeleteHits: 1}),
 		}},
 		{name: "api/incr-decr", steps: []counterStep{
@@ -162,9 +163,9 @@ func counterCases() []counterCase {
 			gx(func(c *Cache) string { _, err := c.Incr([]byte("k"), 1); return apiOutcome(err) }, ErrNotNumeric.Error(), Stats{}),
 		}},
 		{name: "api/get-and-touch", steps: []counterStep{
-			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100); return apiOutcome(err) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1}),
+			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100*time.Second); return apiOutcome(err) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1}),
 			gx(apiSet("k", "v1", 0), "cas=1", stored),
-			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100); return apiOutcome(err) }, "ok", Stats{CmdTouch: 1, TouchHits: 1}),
+			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100*time.Second); return apiOutcome(err) }, "ok", Stats{CmdTouch: 1, TouchHits: 1}),
 		}},
 		{name: "api/expired", steps: []counterStep{
 			gx(apiSet("k", "v1", -1), "cas=1", stored),
@@ -172,16 +173,16 @@ func counterCases() []counterCase {
 			// A touch or gat of an expired item counts get_expired, as
 			// memcached's do_item_get does for every lookup that finds one.
 			gx(apiSet("k", "v1", -1), "cas=2", stored),
-			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100)) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
+			gx(func(c *Cache) string { return apiOutcome(c.Touch([]byte("k"), 100*time.Second)) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 			gx(apiSet("k", "v1", -1), "cas=3", stored),
-			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100); return apiOutcome(err) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
+			gx(func(c *Cache) string { _, err := c.GetAndTouch([]byte("k"), 100*time.Second); return apiOutcome(err) }, ErrNotFound.Error(), Stats{CmdTouch: 1, TouchMisses: 1, GetExpired: 1}),
 		}},
 		{name: "api/too-large", steps: []counterStep{
 			gx(apiSet("k", cBig, 0), ErrTooLarge.Error(), Stats{StoreTooLarge: 1}),
 			gx(apiSet("k", cHalf, 0), "cas=1", stored),
 			// A join over the limit counts a set, not store_too_large, as the
 			// text protocol's append does (memcached has no Go API to compare).
-			gx(func(c *Cache) string { _, err := c.Append([]byte("k"), []byte(cHalf)); return apiOutcome(err) }, ErrTooLarge.Error(), refused),
+			gx(func(c *Cache) string { err := c.Append([]byte("k"), []byte(cHalf)); return apiOutcome(err) }, ErrTooLarge.Error(), refused),
 			gx(apiGet("k"), `"`+cHalf+`" cas=1`, hit),
 			gx(apiSet("k", cBig, 0), ErrTooLarge.Error(), Stats{StoreTooLarge: 1}),
 			gx(apiGet("k"), ErrNotFound.Error(), miss),

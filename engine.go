@@ -31,6 +31,7 @@ const (
 	resultNonNumeric        // arithmetic on a value that is not a number
 	resultBadKey            // the key is empty or longer than MaxKeyLen
 	resultClosed            // the cache was closed
+	resultNotInit           // the Cache is a zero value, not made by New
 )
 
 var resultErrors = [...]error{
@@ -42,6 +43,7 @@ var resultErrors = [...]error{
 	resultNonNumeric: ErrNotNumeric,
 	resultBadKey:     ErrKeyInvalid,
 	resultClosed:     ErrClosed,
+	resultNotInit:    ErrNotInitialized,
 }
 
 // err is the Go API's error for r, nil for resultOK.
@@ -121,6 +123,9 @@ func compareCAS(req, item uint64, stale bool) casResult {
 // acquire validates key and returns its shard locked, with the key's hash
 // and the current time; the caller unlocks. On failure nothing is locked.
 func (c *Cache) acquire(key []byte) (s *shard, h uint64, now uint32, res result) {
+	if len(c.shards) == 0 {
+		return nil, 0, 0, resultNotInit
+	}
 	if len(key) == 0 || len(key) > MaxKeyLen {
 		return nil, 0, 0, resultBadKey
 	}

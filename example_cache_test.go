@@ -17,7 +17,7 @@ func ExampleNew() {
 	}
 	defer c.Close()
 
-	if _, err := c.Set([]byte("greeting"), []byte("hello"), 0, 0); err != nil {
+	if err := c.Set([]byte("greeting"), []byte("hello"), 0); err != nil {
 		panic(err)
 	}
 	it, err := c.Get([]byte("greeting"))
@@ -41,7 +41,7 @@ func ExampleCache_Get() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("user:1"), []byte("ada"), 42, 0)
+	c.Store([]byte("user:1"), []byte("ada"), emcache.StoreOptions{Flags: 42})
 	for _, k := range []string{"user:1", "user:2"} {
 		it, err := c.Get([]byte(k))
 		switch {
@@ -58,8 +58,9 @@ func ExampleCache_Get() {
 	// user:2 miss
 }
 
-// Exptime follows memcached: up to 30 days it is relative seconds. The
-// example drives a fake clock through Config.Now so expiry is exact.
+// A TTL is a time.Duration, counted on the cache's clock to the second
+// (a positive TTL below a second rounds up to one). The example drives a
+// fake clock through Config.Now so expiry is exact.
 func ExampleCache_Set_ttl() {
 	var now atomic.Int64 // Unix seconds; the cache reads it from its own goroutine too
 	now.Store(1_800_000_000)
@@ -72,9 +73,9 @@ func ExampleCache_Set_ttl() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("login"), []byte("token"), 0, 60)
+	c.Set([]byte("login"), []byte("token"), 60*time.Second)
 	it, _ := c.Get([]byte("login"))
-	fmt.Printf("%s expires at %d\n", it.Value, it.Exptime)
+	fmt.Printf("%s expires at %d\n", it.Value, it.Expires.Unix())
 
 	now.Add(59)
 	_, err = c.Get([]byte("login"))
@@ -97,7 +98,7 @@ func ExampleCache_CompareAndSwap() {
 	defer c.Close()
 
 	key := []byte("visits")
-	c.Set(key, []byte("10"), 0, 0)
+	c.Set(key, []byte("10"), 0)
 	// Read, modify, write back only if nobody changed it meanwhile; retry
 	// on ErrExists.
 	for {
@@ -106,7 +107,7 @@ func ExampleCache_CompareAndSwap() {
 			panic(err)
 		}
 		n, _ := strconv.Atoi(string(it.Value))
-		_, err = c.CompareAndSwap(key, strconv.AppendInt(nil, int64(n*2), 10), it.Flags, 0, it.CAS)
+		err = c.CompareAndSwap(key, strconv.AppendInt(nil, int64(n*2), 10), it.CAS, 0)
 		if errors.Is(err, emcache.ErrExists) {
 			continue
 		}
@@ -120,6 +121,36 @@ func ExampleCache_CompareAndSwap() {
 	// Output: 20
 }
 
+// Store is the full-control store, for items shared with network clients
+// that read the client flags and CAS; it returns the new CAS.
+func ExampleCache_Store() {
+	c, err := emcache.New(emcache.Config{MaxBytes: 16 << 20})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	key := []byte("profile:7")
+	cas, err := c.Store(key, []byte(`{"name":"ada"}`), emcache.StoreOptions{Flags: 2, TTL: time.Hour})
+	if err != nil {
+		panic(err)
+	}
+	// Only one of two writers holding the same CAS succeeds.
+	_, err = c.Store(key, []byte(`{"name":"grace"}`), emcache.StoreOptions{Flags: 2, CAS: cas})
+	fmt.Println("first:", err)
+	_, err = c.Store(key, []byte(`{"name":"alan"}`), emcache.StoreOptions{Flags: 2, CAS: cas})
+	fmt.Println("second:", err)
+	_, err = c.Store(key, []byte("!"), emcache.StoreOptions{Mode: emcache.ModeAdd})
+	fmt.Println("add:", err)
+	it, _ := c.Get(key)
+	fmt.Printf("%s flags=%d\n", it.Value, it.Flags)
+	// Output:
+	// first: <nil>
+	// second: emcache: item modified since it was read (CAS mismatch)
+	// add: emcache: item not stored
+	// {"name":"grace"} flags=2
+}
+
 func ExampleCache_Incr() {
 	c, err := emcache.New(emcache.Config{MaxBytes: 16 << 20})
 	if err != nil {
@@ -127,7 +158,7 @@ func ExampleCache_Incr() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("hits"), []byte("10"), 0, 0)
+	c.Set([]byte("hits"), []byte("10"), 0)
 	n, _ := c.Incr([]byte("hits"), 5)
 	fmt.Println(n)
 	n, _ = c.Decr([]byte("hits"), 100) // stops at zero
@@ -150,8 +181,8 @@ func ExampleCache_GetAppend() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("a"), []byte("alpha"), 0, 0)
-	c.Set([]byte("b"), []byte("beta"), 0, 0)
+	c.Set([]byte("a"), []byte("alpha"), 0)
+	c.Set([]byte("b"), []byte("beta"), 0)
 	// One buffer serves every read; hits allocate nothing once it is
 	// large enough.
 	buf := make([]byte, 0, 1024)
@@ -177,8 +208,8 @@ func ExampleCache_FlushAll() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("a"), []byte("1"), 0, 0)
-	c.Set([]byte("b"), []byte("2"), 0, 0)
+	c.Set([]byte("a"), []byte("1"), 0)
+	c.Set([]byte("b"), []byte("2"), 0)
 	c.FlushAll(0)
 	_, err = c.Get([]byte("a"))
 	fmt.Println(err, c.Stats().CurrItems)
@@ -192,18 +223,18 @@ func ExampleCache_Stats() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("k"), []byte("value"), 0, 0)
+	c.Set([]byte("k"), []byte("value"), 0)
 	c.Get([]byte("k"))
 	c.Get([]byte("other"))
 	st := c.Stats()
 	fmt.Println("cmd_get", st.CmdGet, "get_hits", st.GetHits, "get_misses", st.GetMisses)
-	fmt.Println("curr_items", st.CurrItems, "limit_maxbytes", st.LimitMaxbytes)
+	fmt.Println("curr_items", st.CurrItems, "limit_maxbytes", st.LimitMaxbytes, "hit ratio", st.HitRatio())
 	fmt.Println("bytes at most ItemOverhead+len(key)+len(value):", st.Bytes <= uint64(emcache.ItemOverhead+len("k")+len("value")))
 	c.ResetStats()
 	fmt.Println("after reset: cmd_get", c.Stats().CmdGet, "curr_items", c.Stats().CurrItems)
 	// Output:
 	// cmd_get 2 get_hits 1 get_misses 1
-	// curr_items 1 limit_maxbytes 16777216
+	// curr_items 1 limit_maxbytes 16777216 hit ratio 0.5
 	// bytes at most ItemOverhead+len(key)+len(value): true
 	// after reset: cmd_get 0 curr_items 1
 }

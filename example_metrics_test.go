@@ -25,7 +25,7 @@ func ExampleServer_MetricsHandler() {
 		log.Fatal(err)
 	}
 	defer srv.Close()
-	c.Set([]byte("greeting"), []byte("hello"), 0, 0)
+	c.Set([]byte("greeting"), []byte("hello"), 0)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", srv.MetricsHandler())

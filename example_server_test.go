@@ -47,7 +47,7 @@ func ExampleCache_Serve() {
 	}
 	defer srv.Close()
 
-	c.Set([]byte("greeting"), []byte("hello"), 0, 0)
+	c.Set([]byte("greeting"), []byte("hello"), 0)
 
 	conn, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/emcache/emcache"
 )
@@ -16,8 +17,8 @@ func ExampleCache() {
 	}
 	defer c.Close()
 
-	// flags 0, expires in 60 seconds
-	if _, err := c.Set([]byte("greeting"), []byte("hello"), 0, 60); err != nil {
+	// expires in a minute
+	if err := c.Set([]byte("greeting"), []byte("hello"), time.Minute); err != nil {
 		log.Fatal(err)
 	}
 	it, err := c.Get([]byte("greeting"))

@@ -152,44 +152,43 @@ func (fz *cacheFuzzer) value(key string) []byte {
 	return v[:n]
 }
 
-// exptime returns an exptime argument covering memcached's cases: none,
-// negative, relative, the largest relative, and absolute past, present and
-// future.
-func (fz *cacheFuzzer) exptime() int64 {
-	now := fz.now()
-	switch fz.next() % 8 {
-	case 0:
+// ttl returns a TTL covering the Go API's cases: none, negative, below a
+// second, whole and fractional seconds, 30 days and just beyond (memcached's
+// boundary, which a Go TTL does not have) and beyond 32-bit Unix time.
+func (fz *cacheFuzzer) ttl() time.Duration {
+	switch fz.next() % 10 {
+	case 0, 1:
 		return 0
-	case 1:
-		return -1
 	case 2:
-		return 1
+		return -time.Nanosecond
 	case 3:
-		return 3
+		return time.Millisecond
 	case 4:
-		return relativeExptimeMax
+		return time.Second
 	case 5:
-		return relativeExptimeMax + 1 // absolute, in 1970
+		return 2500 * time.Millisecond
 	case 6:
-		return now + 2
+		return relativeExptimeMax * time.Second
+	case 7:
+		return (relativeExptimeMax + 1) * time.Second
+	case 8:
+		return math.MaxInt64
 	default:
-		return now // absolute: expired at once
+		return 3 * time.Second
 	}
 }
 
-// absExp is memcached's reading of an exptime, as an absolute Unix second.
-func (fz *cacheFuzzer) absExp(e int64) int64 {
+// absExp is when an item stored now with ttl expires, as an absolute Unix
+// second: a negative TTL at once (second 1), a positive one rounded up.
+func (fz *cacheFuzzer) absExp(ttl time.Duration) int64 {
 	switch {
-	case e == 0:
+	case ttl == 0:
 		return 0
-	case e < 0:
+	case ttl < 0:
 		return 1
-	case e <= relativeExptimeMax:
-		return fz.now() + e
-	case e >= math.MaxUint32:
-		return math.MaxUint32
 	}
-	return e
+	e := fz.now() + int64((ttl-1)/time.Second) + 1
+	return min(e, math.MaxUint32)
 }
 
 // tooLarge is memcached's item size rule (ItemOverhead): client flags count
@@ -233,12 +232,12 @@ func (fz *cacheFuzzer) checkHit(key string, m *modelItem, it Item) {
 	require.NotNil(t, m, "%s: hit on %q, which holds nothing (value %q)", fz.op, key, it.Value)
 	require.Equal(t, string(m.value), string(it.Value), "%s: value of %q", fz.op, key)
 	require.Equal(t, m.flags, it.Flags, "%s: flags of %q", fz.op, key)
-	require.Equal(t, m.exp, it.Exptime, "%s: exptime of %q", fz.op, key)
+	require.Equal(t, m.exp, unixOf(it.Expires), "%s: exptime of %q", fz.op, key)
 	require.Equal(t, m.cas, it.CAS, "%s: CAS of %q", fz.op, key)
 }
 
 // stored records a successful store of a whole new value.
-func (fz *cacheFuzzer) stored(key string, v []byte, flags uint32, exp int64, cas uint64) {
+func (fz *cacheFuzzer) stored(key string, v []byte, flags uint32, exp time.Duration, cas uint64) {
 	require.NotZero(fz.t, cas, "%s: a store returned CAS 0", fz.op)
 	delete(fz.mayVanish, key)
 	fz.model[key] = &modelItem{value: v, flags: flags, exp: fz.absExp(exp), cas: cas}
@@ -282,8 +281,8 @@ func (fz *cacheFuzzer) step(n int) {
 	k := []byte(key)
 	switch opc {
 	case fuzzSet:
-		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.exptime()
-		cas, err := fz.c.Set(k, v, flags, exp)
+		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.ttl()
+		cas, err := fz.c.Store(k, v, StoreOptions{Flags: flags, TTL: exp})
 		require.Equal(t, tooLarge(key, len(v), flags), errors.Is(err, ErrTooLarge), "%s: set of %d bytes: %v", fz.op, len(v), err)
 		switch {
 		case err == nil:
@@ -295,13 +294,13 @@ func (fz *cacheFuzzer) step(n int) {
 		}
 
 	case fuzzAdd, fuzzReplace:
-		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.exptime()
+		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.ttl()
 		var cas uint64
 		var err error
 		if opc == fuzzAdd {
-			cas, err = fz.c.Add(k, v, flags, exp)
+			cas, err = fz.c.Store(k, v, StoreOptions{Mode: ModeAdd, Flags: flags, TTL: exp})
 		} else {
-			cas, err = fz.c.Replace(k, v, flags, exp)
+			cas, err = fz.c.Store(k, v, StoreOptions{Mode: ModeReplace, Flags: flags, TTL: exp})
 		}
 		switch {
 		case err == nil:
@@ -334,9 +333,9 @@ func (fz *cacheFuzzer) step(n int) {
 		var cas uint64
 		var err error
 		if opc == fuzzAppend {
-			cas, err = fz.c.Append(k, v)
+			cas, err = fz.c.Store(k, v, StoreOptions{Mode: ModeAppend})
 		} else {
-			cas, err = fz.c.Prepend(k, v)
+			cas, err = fz.c.Store(k, v, StoreOptions{Mode: ModePrepend})
 		}
 		if m == nil {
 			require.ErrorIs(t, err, ErrNotStored, "%s: append/prepend to absent %q", fz.op, key)
@@ -364,7 +363,7 @@ func (fz *cacheFuzzer) step(n int) {
 		}
 
 	case fuzzCAS:
-		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.exptime()
+		v, flags, exp := fz.value(key), uint32(fz.next())*0x01010101, fz.ttl()
 		want := uint64(fz.next()) + 1 // a stale or made-up CAS
 		right := m != nil && fz.next()%4 != 0
 		if right {
@@ -372,7 +371,7 @@ func (fz *cacheFuzzer) step(n int) {
 		} else if m != nil && want == m.cas {
 			want++
 		}
-		cas, err := fz.c.CompareAndSwap(k, v, flags, exp, want)
+		cas, err := fz.c.Store(k, v, StoreOptions{Flags: flags, TTL: exp, CAS: want})
 		if m == nil {
 			require.ErrorIs(t, err, ErrNotFound, "%s: cas on absent %q", fz.op, key)
 			return
@@ -411,7 +410,7 @@ func (fz *cacheFuzzer) step(n int) {
 		fz.arithmetic(opc == fuzzIncr, key, m)
 
 	case fuzzTouch:
-		exp := fz.exptime()
+		exp := fz.ttl()
 		err := fz.c.Touch(k, exp)
 		if m == nil {
 			require.ErrorIs(t, err, ErrNotFound, "%s: touch of absent %q", fz.op, key)
@@ -430,7 +429,7 @@ func (fz *cacheFuzzer) step(n int) {
 		if opc == fuzzGet {
 			it, err = fz.c.Get(k)
 		} else {
-			exp := fz.exptime()
+			exp := fz.ttl()
 			it, err = fz.c.GetAndTouch(k, exp)
 			if m != nil && err == nil {
 				m.exp = fz.absExp(exp)
@@ -454,17 +453,17 @@ func (fz *cacheFuzzer) invalidKey(opc int, key string) {
 	var err error
 	switch opc {
 	case fuzzSet:
-		_, err = fz.c.Set(k, []byte("v"), 0, 0)
+		err = fz.c.Set(k, []byte("v"), 0)
 	case fuzzAdd:
-		_, err = fz.c.Add(k, []byte("v"), 0, 0)
+		err = fz.c.Add(k, []byte("v"), 0)
 	case fuzzReplace:
-		_, err = fz.c.Replace(k, []byte("v"), 0, 0)
+		err = fz.c.Replace(k, []byte("v"), 0)
 	case fuzzAppend:
-		_, err = fz.c.Append(k, []byte("v"))
+		err = fz.c.Append(k, []byte("v"))
 	case fuzzPrepend:
-		_, err = fz.c.Prepend(k, []byte("v"))
+		err = fz.c.Prepend(k, []byte("v"))
 	case fuzzCAS:
-		_, err = fz.c.CompareAndSwap(k, []byte("v"), 0, 0, 1)
+		err = fz.c.CompareAndSwap(k, []byte("v"), 1, 0)
 	case fuzzDelete:
 		err = fz.c.Delete(k)
 	case fuzzIncr:
@@ -535,13 +534,13 @@ func (fz *cacheFuzzer) arithmetic(incr bool, key string, m *modelItem) {
 	require.NoError(t, err, "%s", fz.op)
 	require.Equal(t, string(digits), string(it.Value), "%s: value after incr/decr", fz.op)
 	require.NotEqual(t, m.cas, it.CAS, "%s: incr/decr kept the CAS", fz.op)
-	if it.Flags != m.flags || it.Exptime != m.exp {
+	if it.Flags != m.flags || unixOf(it.Expires) != m.exp {
 		require.False(t, fz.noEvict || len(digits) == len(m.value),
-			"%s: incr/decr changed flags/exptime from %d/%d to %d/%d", fz.op, m.flags, m.exp, it.Flags, it.Exptime)
+			"%s: incr/decr changed flags/exptime from %d/%d to %d/%d", fz.op, m.flags, m.exp, it.Flags, unixOf(it.Expires))
 		require.Zero(t, it.Flags)
-		require.Zero(t, it.Exptime)
+		require.Zero(t, unixOf(it.Expires))
 	}
-	m.value, m.flags, m.exp, m.cas = digits, it.Flags, it.Exptime, it.CAS
+	m.value, m.flags, m.exp, m.cas = digits, it.Flags, unixOf(it.Expires), it.CAS
 }
 
 // fuzzParseNumber models memcached's parse of a value for incr and decr:
@@ -585,14 +584,19 @@ func (fz *cacheFuzzer) getMulti() {
 	n := int(fz.next())%4 + 1
 	var keys [][]byte
 	want := map[string]*modelItem{}
+	invalid := 0
 	for range n {
 		key, valid := fz.key()
 		keys = append(keys, []byte(key))
 		if valid {
 			want[key] = fz.live(key)
+		} else {
+			invalid++
 		}
 	}
-	got := fz.c.GetMulti(keys)
+	got, err := fz.c.GetMulti(keys)
+	require.Len(fz.t, errorsOf(err), invalid, "%s: GetMulti reports an error only for invalid keys: %v", fz.op, err)
+	require.NotErrorIs(fz.t, err, ErrNotFound, "%s: a miss is no error", fz.op)
 	for key, it := range got {
 		m, ok := want[key]
 		require.True(fz.t, ok, "%s: GetMulti returned unasked or invalid key %q", fz.op, key)

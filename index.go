@@ -159,7 +159,7 @@ func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint6
 func (s *shard) unlink(slot uint64) {
 	off := s.offAt(slot)
 	s.bytes -= s.kill(off)
-	s.count--
+	s.count.Add(^uint64(0))
 	s.deleteSlot(slot)
 }
 
@@ -205,8 +205,8 @@ func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) 
 
 // insert adds a new index entry; the caller has checked the key is absent.
 func (s *shard) insert(key []byte, h uint64, off uint64) {
-	s.count++
-	if s.count*maxLoadDen > s.nslots*maxLoadNum {
+	s.count.Add(1)
+	if s.count.Load()*maxLoadDen > s.nslots*maxLoadNum {
 		s.grow(off)
 		return
 	}

@@ -637,9 +637,9 @@ func TestMetaSplits(t *testing.T) {
 // len) and the other hit paths allocate nothing.
 func TestMetaNoAllocs(t *testing.T) {
 	s := newHandleServer(t, ServerConfig{})
-	_, err := s.cache.Set([]byte("hit"), []byte("value"), 0, 0)
+	err := s.cache.Set([]byte("hit"), []byte("value"), 0)
 	require.NoError(t, err)
-	_, err = s.cache.Set([]byte("n"), []byte("1"), 0, 0)
+	err = s.cache.Set([]byte("n"), []byte("1"), 0)
 	require.NoError(t, err)
 	var pc protoConn
 	out := make([]byte, 0, 4096)
@@ -659,7 +659,7 @@ func TestMetaNoAllocs(t *testing.T) {
 		assert.Zero(t, allocs, "%q", req)
 		if req == "ms key 5 MA\r\nvalue\r\n" {
 			// Keep the appended value small for the next runs.
-			_, err = s.cache.Set([]byte("key"), []byte("v"), 0, 0)
+			err = s.cache.Set([]byte("key"), []byte("v"), 0)
 			require.NoError(t, err)
 		}
 	}

@@ -688,7 +688,7 @@ func TestHandleMaxReqs(t *testing.T) {
 
 func TestHandleBoundedBuffering(t *testing.T) {
 	s := newHandleServer(t, ServerConfig{})
-	s.cache.Set([]byte("k5"), []byte("five"), 0, 0)
+	s.cache.Set([]byte("k5"), []byte("five"), 0)
 
 	// A get line of a million bytes streams through with at most one key
 	// kept, however the reads fall.
@@ -759,7 +759,7 @@ func TestHandleBoundedBuffering(t *testing.T) {
 func TestHandleOutputYield(t *testing.T) {
 	s := newHandleServer(t, ServerConfig{MaxOutput: 1000})
 	val := bytes.Repeat([]byte("v"), 600)
-	s.cache.Set([]byte("big"), val, 0, 0)
+	s.cache.Set([]byte("big"), val, 0)
 	var pc protoConn
 	in := []byte("get big big big big\r\nversion\r\n")
 	var out []byte
@@ -782,7 +782,7 @@ func TestHandleOutputYield(t *testing.T) {
 
 func TestHandleNoAllocs(t *testing.T) {
 	s := newHandleServer(t, ServerConfig{})
-	_, err := s.cache.Set([]byte("hit"), []byte("value"), 0, 0)
+	err := s.cache.Set([]byte("hit"), []byte("value"), 0)
 	require.NoError(t, err)
 	var pc protoConn
 	out := make([]byte, 0, 4096)

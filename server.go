@@ -296,6 +296,9 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if c == nil {
 		return nil, errors.New("emcache: Serve called on a nil *Cache")
 	}
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
 	cfg.Addrs = slices.Clone(cfg.Addrs)
 	if err := cfg.fill(c); err != nil {
 		return nil, err

@@ -418,7 +418,7 @@ func TestServerShutdownIdle(t *testing.T) {
 func TestServerShutdownFlushesPending(t *testing.T) {
 	c, s := startServer(t, ServerConfig{Workers: 1, MaxOutput: 64 << 10})
 	value := strings.Repeat("v", 500<<10)
-	_, err := c.Set([]byte("big"), []byte(value), 0, 0)
+	err := c.Set([]byte("big"), []byte(value), 0)
 	require.NoError(t, err)
 	cl := dial(t, s)
 	const gets = 60 // 30 MB of replies: more than the socket buffers hold
@@ -453,7 +453,7 @@ func hasState(s *Server, state string) bool {
 
 func TestServerShutdownDeadline(t *testing.T) {
 	c, s := startServer(t, ServerConfig{Workers: 1})
-	_, err := c.Set([]byte("big"), []byte(strings.Repeat("v", 500<<10)), 0, 0)
+	err := c.Set([]byte("big"), []byte(strings.Repeat("v", 500<<10)), 0)
 	require.NoError(t, err)
 	cl := dial(t, s)
 	cl.send(strings.Repeat("get big\r\n", 40)) // never read
@@ -532,7 +532,7 @@ func TestServerBackpressure(t *testing.T) {
 	const maxOut = 256 << 10
 	c, s := startServer(t, ServerConfig{Workers: 1, MaxOutput: maxOut})
 	value := strings.Repeat("x", 10<<10)
-	_, err := c.Set([]byte("k"), []byte(value), 0, 0)
+	err := c.Set([]byte("k"), []byte(value), 0)
 	require.NoError(t, err)
 	reply := len(fmt.Sprintf("VALUE k 0 %d\r\n%s\r\nEND\r\n", len(value), value))
 
@@ -587,8 +587,8 @@ func TestServerRecoversPanic(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-	// A Cache not made by New has no shards: any key lookup panics.
-	broken := &Cache{}
+	// A Cache whose only shard is missing: any key lookup panics.
+	broken := &Cache{shards: make([]*shard, 1)}
 	s, err := broken.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 1, Logger: logger})
 	require.NoError(t, err)
 	defer s.Close()
@@ -706,7 +706,7 @@ func benchmarkServerGet(b *testing.B, depth int) {
 	c, err := New(Config{MaxBytes: 64 << 20})
 	require.NoError(b, err)
 	defer c.Close()
-	_, err = c.Set([]byte("bench"), []byte(strings.Repeat("v", 100)), 0, 0)
+	err = c.Set([]byte("bench"), []byte(strings.Repeat("v", 100)), 0)
 	require.NoError(b, err)
 	s, err := c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 1})
 	require.NoError(b, err)

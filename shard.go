@@ -35,10 +35,10 @@ type shard struct {
 
 	slots   []uint32
 	nslots  uint64
-	count   uint64 // live items
-	bytes   uint64 // arena bytes held by live items
-	offBits uint   // slot bits holding an arena offset
-	unit    uint   // arena offsets are multiples of 1<<unit
+	count   atomic.Uint64 // live items; atomic so that Len locks nothing
+	bytes   uint64        // arena bytes held by live items
+	offBits uint          // slot bits holding an arena offset
+	unit    uint          // arena offsets are multiples of 1<<unit
 
 	// ghost remembers hashes of items evicted from the small ring without a
 	// second access; a store of such a key goes straight to the main ring.
@@ -120,7 +120,8 @@ func (s *shard) setSlots(mem []byte, n int) {
 func (s *shard) release() {
 	s.mem.free()
 	s.buf, s.slots, s.ghost = nil, nil, nil
-	s.count, s.bytes = 0, 0
+	s.count.Store(0)
+	s.bytes = 0
 }
 
 func (s *shard) closed() bool { return s.buf == nil }
@@ -151,7 +152,8 @@ func (s *shard) span(n uint64) uint64 {
 // stand, so later records still get new CAS values.
 func (s *shard) clear() {
 	clear(s.slots)
-	s.count, s.bytes = 0, 0
+	s.count.Store(0)
+	s.bytes = 0
 	s.small = newRing(s.small.base, s.small.size, s.small.head)
 	s.main = newRing(s.main.base, s.main.size, s.main.head)
 }
@@ -214,7 +216,8 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 	s.setArena(s.mem.arena(int(capacity)))
 	n := int(s.nslots)
 	s.setSlots(s.mem.index(n), n)
-	s.count, s.bytes = 0, 0
+	s.count.Store(0)
+	s.bytes = 0
 	for _, it := range items {
 		// Each record crosses over with its CAS in a field.
 		src := it.off

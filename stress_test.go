@@ -864,7 +864,7 @@ func TestStressNeverReaders(t *testing.T) {
 	e := startStress(t, ServerConfig{Workers: 4, MaxOutput: maxOutput}, Config{MaxBytes: 16 * mib, MaxItemSize: 64 << 10})
 	cn := e.newCanary()
 	value := strings.Repeat("v", valueLen)
-	_, err := e.c.Set([]byte("big"), []byte(value), 0, 0)
+	err := e.c.Set([]byte("big"), []byte(value), 0)
 	require.NoError(t, err)
 	reply := len(fmt.Sprintf("VALUE big 0 %d\r\n%s\r\nEND\r\n", valueLen, value))
 	hits0, written0 := e.c.Stats().GetHits, e.s.Stats().BytesWritten
@@ -913,7 +913,7 @@ func TestStressResetsAndHalfCloses(t *testing.T) {
 	e := startStress(t, ServerConfig{Workers: workers, MaxOutput: 64 << 10}, Config{MaxBytes: 16 * mib, MaxItemSize: 64 << 10})
 	cn := e.newCanary()
 	value := strings.Repeat("r", 32<<10)
-	_, err := e.c.Set([]byte("big"), []byte(value), 0, 0)
+	err := e.c.Set([]byte("big"), []byte(value), 0)
 	require.NoError(t, err)
 	bigReply := fmt.Sprintf("VALUE big 0 %d\r\n%s\r\nEND\r\n", len(value), value)
 	fds := fdCount(t)
@@ -1401,7 +1401,7 @@ func TestStressClose(t *testing.T) {
 			c, err := New(Config{MaxBytes: 8 * mib, MaxItemSize: 64 << 10})
 			require.NoError(t, err)
 			t.Cleanup(func() { c.Close() })
-			_, err = c.Set([]byte("big"), bytes.Repeat([]byte("b"), 32<<10), 0, 0)
+			err = c.Set([]byte("big"), bytes.Repeat([]byte("b"), 32<<10), 0)
 			require.NoError(t, err)
 			goroutines, fds := runtime.NumGoroutine(), fdCount(t)
 			s, err := c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 4, MaxOutput: 64 << 10})
@@ -1535,7 +1535,7 @@ func TestStressBounds(t *testing.T) {
 			value := strings.Repeat("o", n)
 			reply := head + value + "\r\nEND\r\n"
 			require.Len(t, reply, replyLen)
-			_, err := e.c.Set([]byte("k"), []byte(value), 0, 0)
+			err := e.c.Set([]byte("k"), []byte(value), 0)
 			require.NoError(t, err)
 
 			const gets = 400 // 25 MiB of replies, far more than the kernel buffers

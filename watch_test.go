@@ -85,7 +85,7 @@ func TestWatchEvictions(t *testing.T) {
 	value := make([]byte, 300)
 	for i := 0; s.cache.Stats().Evictions == 0; i++ {
 		require.Less(t, i, 1000, "nothing was evicted")
-		_, err := s.cache.Set(fmt.Appendf(nil, "k%d", i), value, 0, 0)
+		err := s.cache.Set(fmt.Appendf(nil, "k%d", i), value, 0)
 		require.NoError(t, err)
 	}
 	assert.Regexp(t, watchPrefix+`type=eviction key=k\d+ fetch=no ttl=-1 la=\d+ clsid=1 size=300\n$`, nextLine(t, r, "eviction"))

@@ -61,7 +61,7 @@ func TestEmcachetestGomemcacheTouchAndFlush(t *testing.T) {
 	require.ErrorIs(t, err, memcache.ErrCacheMiss)
 
 	// Seeded straight into the cache, read through the client.
-	_, err = ts.Cache().Set([]byte("seeded"), []byte("x"), 9, 0)
+	_, err = ts.Cache().Store([]byte("seeded"), []byte("x"), emcache.StoreOptions{Flags: 9})
 	require.NoError(t, err)
 	it, err := mc.Get("seeded")
 	require.NoError(t, err)

@@ -58,7 +58,7 @@ func TestLibmemcachedBinaryRoundTrip(t *testing.T) {
 	require.NoError(t, err, "the binary SET reached the cache")
 	assert.Equal(t, "hello over the binary protocol", string(it.Value))
 	assert.Equal(t, uint32(7), it.Flags)
-	assert.NotZero(t, it.Exptime)
+	assert.False(t, it.Expires.IsZero())
 
 	out, err = runTool(t, "memccat", "--binary", servers, "greeting")
 	require.NoError(t, err, out)
@@ -76,7 +76,7 @@ func TestLibmemcachedBinaryRoundTrip(t *testing.T) {
 	_, err = runTool(t, "memcexist", "--binary", servers, "greeting")
 	require.Error(t, err, "memcexist reports the deleted key missing")
 
-	_, err = c.Set([]byte("other"), []byte("x"), 0, 0)
+	err = c.Set([]byte("other"), []byte("x"), 0)
 	require.NoError(t, err)
 	out, err = runTool(t, "memcflush", "--binary", servers)
 	require.NoError(t, err, out)

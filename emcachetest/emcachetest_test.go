@@ -70,7 +70,7 @@ func TestServerCacheAccess(t *testing.T) {
 	ts := emcachetest.NewServer(t)
 	c := dial(t, ts)
 
-	_, err := ts.Cache().Set([]byte("seeded"), []byte("by the test"), 7, 0)
+	_, err := ts.Cache().Store([]byte("seeded"), []byte("by the test"), emcache.StoreOptions{Flags: 7})
 	require.NoError(t, err)
 	c.do("get seeded\r\n", "VALUE seeded 7 11\r\nby the test\r\nEND\r\n")
 
@@ -159,7 +159,7 @@ func TestExpiryTTL(t *testing.T) {
 	ts := emcachetest.NewServer(t)
 	c := dial(t, ts)
 	c.do("set session 0 60 2\r\nok\r\n", "STORED\r\n")
-	_, err := ts.Cache().Set([]byte("direct"), []byte("x"), 0, 30)
+	err := ts.Cache().Set([]byte("direct"), []byte("x"), 30*time.Second)
 	require.NoError(t, err)
 
 	ts.FastForward(29 * time.Second)

@@ -48,7 +48,7 @@ func ExampleNewServer() {
 	defer t.done()
 
 	ts := emcachetest.NewServer(t) // stopped by t.Cleanup
-	ts.Cache().Set([]byte("greeting"), []byte("hello"), 0, 0)
+	ts.Cache().Set([]byte("greeting"), []byte("hello"), 0)
 
 	conn, err := net.Dial("tcp", ts.Addr())
 	if err != nil {
@@ -132,7 +132,7 @@ func ExampleClock() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("token"), []byte("secret"), 0, 3600)
+	c.Set([]byte("token"), []byte("secret"), 3600*time.Second)
 	clock.FastForward(time.Hour)
 	_, err = c.Get([]byte("token"))
 	fmt.Println(err)

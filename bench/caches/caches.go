@@ -110,7 +110,7 @@ func (e emcacheCache) Get(dst []byte, k Key) ([]byte, bool) {
 	return dst, err == nil
 }
 
-func (e emcacheCache) Set(k Key, v []byte) { _, _ = e.c.Set(k.B, v, 0, 0) }
+func (e emcacheCache) Set(k Key, v []byte) { _ = e.c.Set(k.B, v, 0) }
 func (e emcacheCache) Sync()               {}
 func (e emcacheCache) Close()              { _ = e.c.Close() }
 
