@@ -146,6 +146,16 @@ type Config struct {
 	// times a second rather than by every operation (memcached also keeps
 	// a coarse clock). Expiry has one-second resolution, like memcached's.
 	Now func() time.Time
+	// LoadLease bounds how long a GetOrLoad's load holds its key: the TTL
+	// of the lease item, as a meta client's `mg <key> N<ttl>` gives it.
+	// When it ends before the load does, a network client may win the key
+	// and the loaded value is only returned. Default DefaultLoadLease.
+	LoadLease time.Duration
+	// RefreshAhead, when not 0, makes GetOrLoad refresh an item whose
+	// remaining TTL is below it, as a meta client's `mg <key> R<ttl>`
+	// does: the first reader to see it starts one reload in the background
+	// and every reader is served the current value meanwhile.
+	RefreshAhead time.Duration
 }
 
 // Item is what a retrieval returns.
@@ -220,6 +230,13 @@ type Cache struct {
 	// none. A server sets it for its watchers.
 	evicted atomic.Pointer[evictFunc]
 
+	// leases are the loads and waits of GetOrLoad (load.go); loadLease is
+	// Config.LoadLease as an exptime, refreshAhead Config.RefreshAhead in
+	// seconds.
+	leases       leaseTable
+	loadLease    int64
+	refreshAhead uint32
+
 	stop      chan struct{}
 	stopOnce  sync.Once
 	crawlDone chan struct{}
@@ -244,6 +261,13 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("emcache: MaxItemSize %d is below the minimum of %d", cfg.MaxItemSize, MinMaxItemSize)
 	case int64(cfg.MaxItemSize) > cfg.MaxBytes/2:
 		return nil, fmt.Errorf("emcache: MaxItemSize %d is above half of MaxBytes (%d)", cfg.MaxItemSize, cfg.MaxBytes)
+	case cfg.LoadLease < 0 || cfg.LoadLease > relativeExptimeMax*time.Second:
+		return nil, fmt.Errorf("emcache: LoadLease %v is not between 0 and 30 days", cfg.LoadLease)
+	case cfg.RefreshAhead < 0 || cfg.RefreshAhead > relativeExptimeMax*time.Second:
+		return nil, fmt.Errorf("emcache: RefreshAhead %v is not between 0 and 30 days", cfg.RefreshAhead)
+	}
+	if cfg.LoadLease == 0 {
+		cfg.LoadLease = DefaultLoadLease
 	}
 	n := shardCount(cfg.MaxBytes, cfg.MaxItemSize)
 	if cfg.MaxBytes/int64(n) > maxShardSize {
@@ -257,7 +281,11 @@ func New(cfg Config) (*Cache, error) {
 		now:         cfg.Now,
 		stop:        make(chan struct{}),
 		crawlDone:   make(chan struct{}),
+		leases:      leaseTable{m: make(map[string]*flight)},
 	}
+	// Both are at most 30 days: exptime gives relative seconds.
+	c.loadLease = c.exptime(cfg.LoadLease)
+	c.refreshAhead = uint32(c.exptime(cfg.RefreshAhead))
 	if c.now == nil {
 		c.coarseNow.Store(time.Now().Unix())
 	}
@@ -402,7 +430,7 @@ func (c *Cache) GetAndTouch(key []byte, ttl time.Duration) (Item, error) {
 
 func (c *Cache) getAppend(dst, key []byte, touch bool, exptime int64) ([]byte, Item, error) {
 	var it Item
-	res := c.view(key, touch, exptime, func(value []byte, flags, exp uint32, cas uint64) {
+	res := c.viewItem(key, touch, exptime, true, func(value []byte, flags, exp uint32, cas uint64) {
 		if dst == nil {
 			dst = make([]byte, 0, len(value))
 		}
@@ -564,7 +592,7 @@ func (c *Cache) Delete(key []byte) error {
 // Touch gives the item under key a new TTL (0: none), or returns
 // ErrNotFound.
 func (c *Cache) Touch(key []byte, ttl time.Duration) error {
-	return c.view(key, true, c.exptime(ttl), nil).err()
+	return c.viewItem(key, true, c.exptime(ttl), true, nil).err()
 }
 
 // Incr adds delta to the decimal number stored under key, wrapping at 2^64,

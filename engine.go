@@ -97,6 +97,14 @@ type storeReq struct {
 	// when the store fails for size or memory, as memcached's binary
 	// protocol does.
 	uncountedRefusal bool
+	// lease, when not 0, is the raw CAS of the lease item a load holds the
+	// key with (load.go): the store happens only while that item is still
+	// there with its win token, so that a set or delete during the load
+	// wins over the loaded value.
+	lease uint64
+	// keepExpiry keeps the expiry of the item found (Update); exptime
+	// applies to a new one.
+	keepExpiry bool
 }
 
 // casResult is how a request's CAS compares with an item's.
@@ -152,6 +160,12 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 		return res, 0, 0
 	}
 	defer s.mu.Unlock()
+	return c.storeLocked(s, h, now, r)
+}
+
+// storeLocked is store on the key's shard, locked by the caller.
+func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res result, cas uint64, valLen int) {
+	c.leases.changed(r.key)
 	s.st.cmdSet++
 	var reqCAS uint64 // with CAS disabled memcached cannot set it: never a match
 	if !c.noCAS {
@@ -165,6 +179,12 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 	}
 	valLen = len(r.value)
 	_, off, found := s.lookup(key, h, now)
+	if r.lease != 0 && (!found || s.cas(off) != r.lease || s.bits(off)&bitWon == 0) {
+		return resultExists, 0, valLen
+	}
+	if found && r.keepExpiry {
+		exp = s.expiry(off)
+	}
 	if found {
 		cmp := casNone
 		if reqCAS != 0 { // a derived CAS costs a look at the ring: only when asked
@@ -355,6 +375,7 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 		return res
 	}
 	defer s.mu.Unlock()
+	c.leases.changed(r.key)
 	key := r.key
 	slot, off, ok := s.lookup(key, h, now)
 	if !ok {
@@ -580,4 +601,5 @@ func (c *Cache) flushNow() {
 		}
 		s.mu.Unlock()
 	}
+	c.leases.changedAll()
 }

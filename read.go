@@ -9,11 +9,17 @@ package emcache
 // the cache; nil for none). With touch it first sets the expiry, and counts a touch
 // rather than a get, as memcached counts gat and touch.
 func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte, flags, exp uint32, cas uint64)) result {
+	return c.viewItem(key, touch, exptime, false, fn)
+}
+
+// viewItem is view; with hideLease, the Go API's, the empty item a load's
+// lease holds the key with (isLease) is a miss.
+func (c *Cache) viewItem(key []byte, touch bool, exptime int64, hideLease bool, fn func(value []byte, flags, exp uint32, cas uint64)) result {
 	s, h, now, res := c.acquire(key)
 	if res != resultOK {
 		return res
 	}
-	off, ok := s.read(key, h, now, touch, exptime)
+	off, ok := s.read(key, h, now, touch, exptime, hideLease)
 	if ok && fn != nil {
 		value, flags, exp, cas := s.decode(off)
 		fn(value, flags, exp, c.casOut(cas))
@@ -26,8 +32,8 @@ func (c *Cache) view(key []byte, touch bool, exptime int64, fn func(value []byte
 }
 
 // read looks up key for a get or touch and counts it; with touch it also
-// sets the expiry.
-func (s *shard) read(key []byte, h uint64, now uint32, touch bool, exptime int64) (uint64, bool) {
+// sets the expiry. With hideLease a lease's item counts as a miss.
+func (s *shard) read(key []byte, h uint64, now uint32, touch bool, exptime int64, hideLease bool) (uint64, bool) {
 	if touch {
 		s.st.cmdTouch++
 	} else {
@@ -36,6 +42,9 @@ func (s *shard) read(key []byte, h uint64, now uint32, touch bool, exptime int64
 	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
 	if wasExpired {
 		s.st.getExpired++ // memcached's do_item_get counts it for touches too
+	}
+	if ok && hideLease && s.isLease(off) {
+		ok = false
 	}
 	if ok && touch {
 		// Room for the expiry may cost the item itself, when it was the
