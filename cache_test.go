@@ -2,10 +2,13 @@ package emcache
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"runtime/metrics"
 	"strconv"
@@ -117,6 +120,126 @@ var keyOps = []struct {
 	{"Touch", func(c *Cache, k []byte) error { return c.Touch(k, 10*time.Second) }},
 	{"Incr", func(c *Cache, k []byte) error { _, err := c.Incr(k, 1); return err }},
 	{"Decr", func(c *Cache, k []byte) error { _, err := c.Decr(k, 1); return err }},
+	{"Store", func(c *Cache, k []byte) error {
+		_, err := c.Store(k, []byte("1"), StoreOptions{Flags: 1})
+		return err
+	}},
+	{"GetOrLoad", func(c *Cache, k []byte) error {
+		_, err := c.GetOrLoad(context.Background(), k, func(context.Context, []byte) ([]byte, time.Duration, error) {
+			return []byte("1"), 0, nil
+		})
+		return err
+	}},
+	{"Update", func(c *Cache, k []byte) error {
+		_, err := c.Update(k, func([]byte, bool) ([]byte, time.Duration, UpdateOp) { return []byte("1"), 0, UpdateSet })
+		return err
+	}},
+	{"GetMulti", func(c *Cache, k []byte) error { _, err := c.GetMulti([][]byte{k}); return err }},
+}
+
+// cacheOps is every exported method of Cache that takes no key, reduced to
+// its error (nil for those without one: they must not panic).
+var cacheOps = []struct {
+	name string
+	run  func(c *Cache) error
+}{
+	{"FlushAll", func(c *Cache) error { return c.FlushAll(0) }},
+	{"SetMaxBytes", func(c *Cache) error { return c.SetMaxBytes(64 << 20) }},
+	{"Serve", func(c *Cache) error {
+		s, err := c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	}},
+	{"Close", func(c *Cache) error { return c.Close() }},
+	{"Stats", func(c *Cache) error { c.Stats(); return nil }},
+	{"ResetStats", func(c *Cache) error { c.ResetStats(); return nil }},
+	{"Len", func(c *Cache) error { c.Len(); return nil }},
+	{"MaxBytes", func(c *Cache) error { c.MaxBytes(); return nil }},
+	{"MaxItemSize", func(c *Cache) error { c.MaxItemSize(); return nil }},
+}
+
+// TestCacheZeroAndClosed: every exported method of a zero Cache returns
+// ErrNotInitialized, of a closed one ErrClosed, and none panics. The table
+// must name every method, so that a new one is checked too.
+func TestCacheZeroAndClosed(t *testing.T) {
+	named := map[string]bool{}
+	for _, op := range keyOps {
+		named[op.name] = true
+	}
+	for _, op := range cacheOps {
+		named[op.name] = true
+	}
+	typ := reflect.TypeFor[*Cache]()
+	for i := range typ.NumMethod() {
+		assert.True(t, named[typ.Method(i).Name], "Cache.%s is not in keyOps or cacheOps", typ.Method(i).Name)
+	}
+
+	closed := newTestCache(t, Config{MaxBytes: 1 << 20})
+	require.NoError(t, closed.Close())
+	caches := []struct {
+		name string
+		c    *Cache
+		want error
+	}{
+		{"zero", &Cache{}, ErrNotInitialized},
+		{"closed", closed, ErrClosed},
+	}
+	for _, cc := range caches {
+		t.Run(cc.name, func(t *testing.T) {
+			for _, op := range keyOps {
+				assert.ErrorIs(t, op.run(cc.c, []byte("k")), cc.want, op.name)
+			}
+			for _, op := range cacheOps {
+				err := op.run(cc.c)
+				switch op.name {
+				case "Close":
+					if cc.want == ErrClosed {
+						assert.NoError(t, err, "closing again is no error")
+						continue
+					}
+				case "Stats", "ResetStats", "Len", "MaxBytes", "MaxItemSize":
+					continue
+				}
+				assert.ErrorIs(t, err, cc.want, op.name)
+			}
+			assert.Zero(t, cc.c.Len())
+			assert.Zero(t, cc.c.Stats().CurrItems)
+		})
+	}
+	var zero Cache
+	_, err := zero.Get([]byte("k"))
+	assert.ErrorIs(t, err, ErrNotInitialized, "var c emcache.Cache")
+}
+
+// TestCacheLen counts items without taking a shard lock.
+func TestCacheLen(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 1 << 20})
+	assert.Zero(t, c.Len())
+	for i := range 100 {
+		mustSet(t, c, strconv.Itoa(i), "v", 0, 0)
+	}
+	mustSet(t, c, "0", "again", 0, 0)
+	assert.Equal(t, 100, c.Len())
+	require.NoError(t, c.Delete([]byte("5")))
+	assert.Equal(t, 99, c.Len())
+	assert.EqualValues(t, c.Len(), c.Stats().CurrItems)
+	for _, s := range c.shards {
+		s.mu.Lock() // a Len during a held lock still answers
+	}
+	assert.Equal(t, 99, c.Len())
+	for _, s := range c.shards {
+		s.mu.Unlock()
+	}
+	require.NoError(t, c.FlushAll(0))
+	assert.Zero(t, c.Len())
+}
+
+func TestStatsHitRatio(t *testing.T) {
+	assert.Zero(t, Stats{}.HitRatio(), "no reads")
+	assert.Equal(t, 0.75, Stats{GetHits: 3, GetMisses: 1}.HitRatio())
+	assert.Equal(t, 1.0, Stats{GetHits: 3}.HitRatio())
 }
 
 func TestCacheKeyLength(t *testing.T) {
@@ -2075,4 +2198,25 @@ func TestCacheKeepsAsManyLargeValuesAsFit(t *testing.T) {
 			require.Equal(t, uint64(3), c.Stats().CurrItems, "after %d stores", i+1)
 		}
 	}
+}
+
+// TestCacheKeyRuleOnTheWire: a key the text protocol cannot carry (a space,
+// a control byte) is stored as a binary key, so meta clients reach it with
+// the b flag and mg's k flag returns it encoded; a wire-safe key is echoed
+// as it is.
+func TestCacheKeyRuleOnTheWire(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 1 << 20})
+	_, s := startServerOn(t, c)
+	cl := dial(t, s)
+	for _, key := range []string{"a key", "tab\tkey", "nul\x00", "del\x7f"} {
+		require.NoError(t, c.Set([]byte(key), []byte("v"), 0))
+		b64 := base64.StdEncoding.EncodeToString([]byte(key))
+		cl.roundTrip("mg "+b64+" b v k\r\n", "VA 1 k"+b64+" b\r\nv\r\n")
+	}
+	require.NoError(t, c.Set([]byte("plain:key"), []byte("v"), 0))
+	cl.roundTrip("mg plain:key v k\r\n", "VA 1 kplain:key\r\nv\r\n")
+	b64 := base64.StdEncoding.EncodeToString([]byte("plain:key"))
+	cl.roundTrip("mg "+b64+" b v k\r\n", "VA 1 kplain:key\r\nv\r\n")
+	// A text client's "get a key" asks for "a" and "key".
+	cl.roundTrip("get a key\r\n", "END\r\n")
 }

@@ -180,7 +180,9 @@ func TestGetOrLoadWriteDuringLoadWins(t *testing.T) {
 		want  string // the item after the load; "" for none
 	}{
 		{"Delete", func(t *testing.T, c *Cache, _ *testClient) { require.NoError(t, c.Delete([]byte("k"))) }, ""},
-		{"Set", func(t *testing.T, c *Cache, _ *testClient) { require.NoError(t, c.Set([]byte("k"), []byte("newer"), 0)) }, "newer"},
+		{"Set", func(t *testing.T, c *Cache, _ *testClient) {
+			require.NoError(t, c.Set([]byte("k"), []byte("newer"), 0))
+		}, "newer"},
 		{"md", func(_ *testing.T, _ *Cache, cl *testClient) { cl.roundTrip("md k\r\n", "HD\r\n") }, ""},
 		{"ms", func(_ *testing.T, _ *Cache, cl *testClient) { cl.roundTrip("ms k 5\r\nwired\r\n", "HD\r\n") }, "wired"},
 		{"flush_all", func(_ *testing.T, _ *Cache, cl *testClient) { cl.roundTrip("flush_all\r\n", "OK\r\n") }, ""},

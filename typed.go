@@ -151,3 +151,35 @@ func (t *Typed[V]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	b.b = dst
 	return t.codec.Decode(it.Value)
 }
+
+// Update changes the value under key atomically, as [Cache.Update] does:
+// fn gets the current value (found false: none) and returns the new one,
+// what to do with it and its TTL. The codec and fn run under the lock of
+// the key's shard: both must be short and must not call the cache. A value
+// the codec cannot decode, or a new one it cannot encode, aborts the update
+// with the codec's error.
+func (t *Typed[V]) Update(key string, fn func(old V, found bool) (V, time.Duration, UpdateOp)) error {
+	b := t.buf()
+	defer t.put(b)
+	var codecErr error
+	_, err := t.c.Update(keyBytes(key), func(old []byte, found bool) ([]byte, time.Duration, UpdateOp) {
+		var v V
+		if found {
+			if v, codecErr = t.codec.Decode(old); codecErr != nil {
+				return nil, 0, UpdateAbort
+			}
+		}
+		nv, ttl, op := fn(v, found)
+		if op != UpdateSet && op != UpdateKeepTTL {
+			return nil, 0, op
+		}
+		if b.b, codecErr = t.codec.Append(b.b[:0], nv); codecErr != nil {
+			return nil, 0, UpdateAbort
+		}
+		return b.b, ttl, op
+	})
+	if codecErr != nil {
+		return codecErr
+	}
+	return err
+}
