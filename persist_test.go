@@ -25,7 +25,7 @@ func newTestClock() *testClock {
 	return c
 }
 
-func (c *testClock) now() time.Time           { return time.Unix(c.sec.Load(), 0) }
+func (c *testClock) now() time.Time          { return time.Unix(c.sec.Load(), 0) }
 func (c *testClock) advance(d time.Duration) { c.sec.Add(int64(d / time.Second)) }
 
 // restartConfig is a small cache in a memory file under dir.
