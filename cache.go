@@ -260,6 +260,7 @@ func New(cfg Config) (*Cache, error) {
 		c.mf, c.shards = mf, shards
 		c.flushAt.Store(int64(state.flushAt))
 		c.cmdFlush.Store(state.cmdFlush)
+		c.clock() // runs a delayed flush_all that fell due while stopped
 	} else {
 		for i := range c.shards {
 			c.shards[i] = newShard(uint64(i), shift, capacity, cfg.NoEvict, initialShardSlots(n))

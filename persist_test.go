@@ -196,6 +196,7 @@ func TestRestartKeepsFlushes(t *testing.T) {
 	clk.advance(time.Minute)
 	c = openCache(t, cfg)
 	requireWarm(t, c)
+	assert.Zero(t, c.Stats().CurrItems, "the flush due while stopped ran at start")
 	for _, k := range []string{"before", "after"} {
 		_, err := c.Get([]byte(k))
 		assert.ErrorIs(t, err, ErrNotFound, k)
