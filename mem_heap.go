@@ -10,7 +10,10 @@ func allocBytes(n int) []byte { return make([]byte, n) }
 
 func freeBytes([]byte) {}
 
-// Without mmap there is no memory file (Config.MemoryFile).
+// Without mmap there is no memory file (Config.MemoryFile): New refuses
+// one before opening it.
+const canMapFiles = false
+
 func mapFile(*os.File, int64, int) ([]byte, error) { return nil, ErrMemoryFileUnsupported }
 
 func syncBytes([]byte) error { return nil }

@@ -28,6 +28,8 @@ func freeBytes(b []byte) {
 	}
 }
 
+const canMapFiles = true
+
 // mapFile maps n bytes of f from off, shared: stores reach the file, so a
 // later process mapping it sees them (Config.MemoryFile).
 func mapFile(f *os.File, off int64, n int) ([]byte, error) {

@@ -92,6 +92,9 @@ type setting struct {
 // shard is handed out, so a crash from then on leaves no state to resume.
 func openMemoryFile(cfg *Config, n int, capacity uint64, shift uint) (*memFile, []*shard, stateHeader, error) {
 	var hdr stateHeader
+	if !canMapFiles {
+		return nil, nil, hdr, ErrMemoryFileUnsupported
+	}
 	page := int64(os.Getpagesize())
 	mf := &memFile{path: cfg.MemoryFile, span: (int64(capacity) + page - 1) &^ (page - 1)}
 	f, err := os.OpenFile(cfg.MemoryFile, os.O_RDWR|os.O_CREATE, 0o600)
