@@ -156,6 +156,15 @@ type Config struct {
 	// does: the first reader to see it starts one reload in the background
 	// and every reader is served the current value meanwhile.
 	RefreshAhead time.Duration
+	// MemoryFile, if set, names a file that holds the items' memory
+	// (memcached's -e), so that they survive a restart: Close saves the
+	// state New needs to resume from it beside it (MemoryFile+MetaSuffix),
+	// and the next New with the same file and settings starts with every
+	// item that was there, TTLs having run on meanwhile. After a crash or
+	// with other settings New starts empty ([Cache.WarmStart] says why).
+	// Put it on a memory file system (tmpfs, /dev/shm): every store writes
+	// to it. MaxBytes cannot change at run time then (SetMaxBytes).
+	MemoryFile string
 }
 
 // Item is what a retrieval returns.
@@ -229,6 +238,8 @@ type Cache struct {
 	// evicted is told of every eviction, under the shard's lock; nil for
 	// none. A server sets it for its watchers.
 	evicted atomic.Pointer[evictFunc]
+	// mf is the memory file (Config.MemoryFile); nil for none.
+	mf *memFile
 
 	// leases are the loads and waits of GetOrLoad (load.go); loadLease is
 	// Config.LoadLease as an exptime, refreshAhead Config.RefreshAhead in
@@ -291,9 +302,23 @@ func New(cfg Config) (*Cache, error) {
 	}
 	c.maxBytes.Store(cfg.MaxBytes)
 	shift := uint(bits.TrailingZeros(uint(n)))
-	for i := range c.shards {
-		c.shards[i] = newShard(uint64(i), shift, uint64(cfg.MaxBytes/int64(n)), cfg.NoEvict)
-		c.shards[i].evicted = &c.evicted
+	capacity := uint64(cfg.MaxBytes / int64(n))
+	if cfg.MemoryFile != "" {
+		mf, shards, state, err := openMemoryFile(&cfg, n, capacity, shift)
+		if err != nil {
+			return nil, err
+		}
+		c.mf, c.shards = mf, shards
+		c.flushAt.Store(int64(state.flushAt))
+		c.cmdFlush.Store(state.cmdFlush)
+		c.clock() // runs a delayed flush_all that fell due while stopped
+	} else {
+		for i := range c.shards {
+			c.shards[i] = newShard(uint64(i), shift, capacity, cfg.NoEvict, initialShardSlots(n))
+		}
+	}
+	for _, s := range c.shards {
+		s.evicted = &c.evicted
 	}
 	go c.crawler()
 	return c, nil
@@ -320,6 +345,8 @@ func shardCount(maxBytes int64, maxItemSize int) int {
 // Close stops the background goroutine and releases the cache's memory at
 // once; every later operation fails with ErrClosed (or misses). A cache that
 // is dropped without Close has its memory released when it is collected.
+// With Config.MemoryFile, Close first saves the state the next New resumes
+// from, and returns the error that kept it from saving, if any.
 func (c *Cache) Close() error {
 	if c.stop == nil {
 		return ErrNotInitialized
@@ -328,10 +355,17 @@ func (c *Cache) Close() error {
 	<-c.crawlDone
 	for _, s := range c.shards {
 		s.mu.Lock()
+	}
+	var err error
+	if c.mf != nil && !c.shards[0].closed() {
+		err = c.mf.save(c)
+		c.mf.f.Close()
+	}
+	for _, s := range c.shards {
 		s.release()
 		s.mu.Unlock()
 	}
-	return nil
+	return err
 }
 
 // clock returns the current Unix second, first running a delayed flush_all
@@ -730,7 +764,8 @@ func (c *Cache) MaxItemSize() int { return c.maxItemSize }
 // SetMaxBytes changes the memory limit at run time (memcached's
 // cache_memlimit). Items are moved into new arenas; when shrinking, the
 // oldest are evicted. The shard count is fixed at New, so the limit must
-// leave each shard room for a few largest items.
+// leave each shard room for a few largest items. A cache in a memory file
+// keeps its limit (ErrMemoryFileFixed).
 func (c *Cache) SetMaxBytes(n int64) error {
 	if len(c.shards) == 0 {
 		return ErrNotInitialized
@@ -738,6 +773,9 @@ func (c *Cache) SetMaxBytes(n int64) error {
 	per := n / int64(len(c.shards))
 	if per < int64(minShardItems*c.maxItemSize) || per > maxShardSize {
 		return ErrMaxBytes
+	}
+	if c.mf != nil {
+		return ErrMemoryFileFixed
 	}
 	c.resizeMu.Lock()
 	defer c.resizeMu.Unlock()

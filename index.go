@@ -26,7 +26,7 @@ const (
 	growDen      = 4
 	minSlots     = 64
 	pageSize     = 4096
-	initialSlots = 256
+	initialSlots = 1 << 16 // all shards together: memcached's default hashpower, 16
 )
 
 // ghostRatio sizes the direct-mapped ghost table at a quarter of the index:

@@ -21,7 +21,7 @@ import (
 // Every method of shard, here and in the other files, requires the caller
 // to hold s.mu, and none takes it itself: the Cache's operations lock a
 // key's shard in acquire, or lock the shards they walk themselves. The
-// exceptions: newShard calls setArena and setSlots before the shard is
+// exceptions: shardOver calls setArena and setSlots before the shard is
 // shared, and relocate and rebuild read records through a private shard
 // that has only an arena (&shard{buf: ...}), whose mu is never used.
 type shard struct {
@@ -73,13 +73,27 @@ type counters struct {
 	storeTooLarge, storeNoMemory                              uint64
 }
 
-func newShard(id uint64, casShift uint, capacity uint64, noEvict bool) *shard {
-	s := &shard{id: id, casShift: casShift, noEvict: noEvict, wide: noEvict, mem: new(shardMem)}
-	s.setArena(s.mem.arena(int(capacity)))
-	s.setSlots(s.mem.index(initialSlots), initialSlots)
+func newShard(id uint64, casShift uint, capacity uint64, noEvict bool, nslots int) *shard {
+	mem := new(shardMem)
+	mem.arena(int(capacity))
+	mem.index(nslots)
+	return shardOver(id, casShift, noEvict, mem, nslots)
+}
+
+// shardOver makes a shard of mem: its arena, and its index of nslots slots
+// (empty, or as a saved shard left it).
+func shardOver(id uint64, casShift uint, noEvict bool, mem *shardMem, nslots int) *shard {
+	s := &shard{id: id, casShift: casShift, noEvict: noEvict, wide: noEvict, mem: mem}
+	s.setArena(mem.buf)
+	s.setSlots(mem.slots, nslots)
 	runtime.AddCleanup(s, (*shardMem).free, s.mem)
 	return s
 }
+
+// initialShardSlots sizes each of n shards' first index so that together
+// they have initialSlots, as memcached's table starts at 2^hashpower
+// buckets.
+func initialShardSlots(n int) int { return max(initialSlots/n, minSlots) }
 
 // shardMem owns a shard's memory, which lives outside the Go heap where the
 // OS allows (allocBytes). It is separate from the shard so that a cleanup can

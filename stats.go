@@ -194,7 +194,10 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "threads", uint64(ss.Threads))
 	out = appendStat(out, "conn_yields", ss.ConnYields)
 	slots, indexBytes := s.cache.indexSize()
-	out = appendStat(out, "hash_power_level", uint64(bits.Len64(slots-1)))
+	// The largest power of two the slots reach: memcached's table of
+	// 2^hashpower buckets starts at 16 and doubles as it fills, and so
+	// does this, an index starting at 2^16 slots and growing by quarters.
+	out = appendStat(out, "hash_power_level", uint64(bits.Len64(slots)-1))
 	out = appendStat(out, "hash_bytes", indexBytes)
 	// An index grows inside its shard's lock: never seen expanding.
 	out = appendStat(out, "hash_is_expanding", 0)
@@ -284,6 +287,11 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "track_sizes", "no")
 	out = appendStatStr(out, "shutdown_command", yesNo(cfg.AllowShutdown))
 	out = appendStat(out, "client_flags_size", 4)
+	memFile := "(null)" // memcached prints its unset memory_file so
+	if s.cache.mf != nil {
+		memFile = s.cache.mf.path
+	}
+	out = appendStatStr(out, "memory_file", memFile)
 	// emcache's own, after memcached's, and NULL when off as memcached
 	// shows a string setting that is not set.
 	metrics := "NULL"

@@ -84,6 +84,7 @@ type options struct {
 	user         string
 	daemon       bool
 	pidFile      string
+	memoryFile   string        // -e; "" for none
 	idleTimeout  time.Duration // -o idle_timeout
 	metricsAddr  string        // -o metrics_addr; "" for none
 	protocol     string        // -B; "" when not given
@@ -324,7 +325,10 @@ var optSpecs = []optSpec{
 		o.noFlush = true
 		return nil
 	}},
-	{'e', "memory-file", requiredArg, refuse("-e (restartable memory file)")},
+	{'e', "memory-file", requiredArg, func(o *options, v string, _ bool) error {
+		o.memoryFile = v
+		return nil
+	}},
 	{'Y', "auth-file", requiredArg, func(o *options, v string, _ bool) error {
 		o.authFile = v
 		return nil

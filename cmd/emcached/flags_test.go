@@ -238,7 +238,6 @@ func TestParseArgsInvalid(t *testing.T) {
 		{[]string{"-B", "ascii", "-S"}, exitUsage, "You cannot allow the ASCII protocol while using SASL."},
 		{[]string{"-Y", "/etc/auth", "-B", "binary"}, exitUsage, "You cannot allow the BINARY protocol while using ascii authentication tokens."},
 		{[]string{"-S", "-Y", "/etc/auth"}, exitUsage, "together"},
-		{[]string{"-e", "/dev/shm/mc"}, exitFail, "memory file"},
 		// Checks on ignored options still hold.
 		{[]string{"-f", "1"}, exitFail, "Factor must be greater than 1"},
 		{[]string{"-n", "0"}, exitFail, "Chunk size must be greater than 0"},

@@ -61,7 +61,8 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -W, --disable-watch       disable watch commands (live logging)
 -Y, --auth-file=<file>    enable ASCII protocol authentication. format:
                           user:pass lines
--e, --memory-file=<file>  mmap a file for item memory (not supported)
+-e, --memory-file=<file>  mmap a file for item memory, kept across restarts
+                          (put it on tmpfs, e.g. /dev/shm)
 -Z, --enable-ssl          enable TLS/SSL (not supported)
 -N, --napi-ids=<num>      number of napi ids (ignored)
 -o, --extended            comma separated list of extended options

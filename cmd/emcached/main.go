@@ -121,16 +121,23 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			"want", o.maxConns+extraFiles, "err", err)
 	}
 
+	if err := checkMetaFile(o.memoryFile); err != nil {
+		return report(out, err)
+	}
 	c, err := emcache.New(emcache.Config{
 		MaxBytes:    o.maxBytes,
 		MaxItemSize: o.maxItemSize,
 		NoEvict:     o.noEvict,
 		NoCAS:       o.noCAS,
+		MemoryFile:  o.memoryFile,
 	})
 	if err != nil {
 		return report(out, failf(exitFail, "failed to create the cache: %v", err))
 	}
-	defer c.Close()
+	defer closeCache(c, log)
+	if o.memoryFile != "" {
+		logRestart(c, o.memoryFile, log)
+	}
 
 	var srv *emcache.Server
 	var done <-chan struct{} // nil with no server: only a signal ends the wait
@@ -237,6 +244,44 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 	}
 	log.Info("Exiting normally")
 	return 0
+}
+
+// checkMetaFile refuses an empty metadata file beside the memory file, as
+// memcached does (t/restart.t): nothing emcache writes is ever empty, so
+// something else made it, and the operator should look. Any other damage
+// to it starts the cache cold.
+func checkMetaFile(memoryFile string) error {
+	if memoryFile == "" {
+		return nil
+	}
+	path := memoryFile + emcache.MetaSuffix
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		return failf(exitFail, "[restart] the metadata file %s is empty: remove it to start with a clean cache", path)
+	}
+	return nil
+}
+
+// logRestart says whether the memory file's items came back, and if not,
+// why the cache starts empty: always at warning level for settings that
+// differ from those the file was saved with, as an operator will want to
+// know.
+func logRestart(c *emcache.Cache, path string, log *slog.Logger) {
+	warm, why := c.WarmStart()
+	switch {
+	case warm:
+		log.Info("[restart] resumed from the memory file", "path", path, "items", c.Stats().CurrItems)
+	case errors.Is(why, emcache.ErrNoSavedState):
+		log.Info("[restart] no saved state in the memory file, starting with a clean cache", "path", path)
+	default:
+		log.Warn("[restart] cannot resume from the memory file, starting with a clean cache", "path", path, "reason", why)
+	}
+}
+
+// closeCache closes the cache, which saves its memory file (-e).
+func closeCache(c *emcache.Cache, log *slog.Logger) {
+	if err := c.Close(); err != nil {
+		log.Error("[restart] failed to save the memory file; the next start will be clean", "err", err)
+	}
 }
 
 // saslPasswordsEnv names the file of user:password lines -S checks, as

@@ -8,8 +8,9 @@ import (
 	"syscall"
 )
 
-// stopSignals end the server gracefully. SIGUSR1 is memcached's graceful
-// stop; with no restartable memory file it is the same as SIGTERM here.
+// stopSignals end the server gracefully, saving a memory file (-e) for the
+// next start. SIGUSR1 is memcached's graceful stop; memcached saves on no
+// other, but SIGTERM is what service managers send.
 var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1}
 
 // ignoreSignals ignores SIGHUP, which memcached catches and ignores outside
