@@ -146,7 +146,7 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 	if res != resultOK {
 		return res, 0, 0
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.st.cmdSet++
 	var reqCAS uint64 // with CAS disabled memcached cannot set it: never a match
 	if !c.noCAS {
@@ -246,6 +246,9 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 	default:
 		copy(v, r.value)
 	}
+	if still && s.onRemove != nil {
+		s.queueRemoval(key, RemoveReplaced)
+	}
 	s.link(key, h, slot, still, dst)
 	s.st.totalItems++
 	return resultOK, c.casOut(s.cas(dst)), valLen
@@ -257,6 +260,7 @@ func (s *shard) dropIf(key []byte, h uint64, drop bool) {
 		return
 	}
 	if slot, found := s.find(key, h); found {
+		s.noteRemoval(s.offAt(slot), RemoveReplaced)
 		s.unlink(slot)
 	}
 }
@@ -270,7 +274,7 @@ func (c *Cache) refuse(r *storeReq) {
 	if res != resultOK {
 		return
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if !r.uncountedRefusal {
 		s.st.storeTooLarge++
 	}
@@ -349,7 +353,7 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 	if res != resultOK {
 		return res
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	key := r.key
 	slot, off, ok := s.lookup(key, h, now)
 	if !ok {
@@ -384,6 +388,9 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 		var found bool
 		slot, _, found = s.lookup(key, h, now)
 		s.write(dst, key, 0, r.flags, exp, now, cas, bits, true)
+		if found {
+			s.noteRemoval(dst, RemoveDeleted)
+		}
 		s.link(key, h, slot, found, dst)
 		s.st.totalItems++
 		off = dst
@@ -405,6 +412,7 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 	}
 	s.st.deleteHits++
 	if !r.emptyValue {
+		s.noteRemoval(off, RemoveDeleted)
 		s.unlink(slot)
 	}
 	return resultOK
@@ -437,7 +445,7 @@ func (c *Cache) arith(r *arithReq, fn func(it lockedItem, created bool, n uint64
 	if res != resultOK {
 		return res, 0, 0, false
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	key := r.key
 	var digits [20]byte
 	_, off, ok := s.lookup(key, h, now)
@@ -559,20 +567,26 @@ func (c *Cache) crawler() {
 		for _, s := range c.shards {
 			s.mu.Lock()
 			if !s.closed() {
-				s.crawl(min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass)), now)
+				n := min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass))
+				s.crawl(n, now)
+				s.sweepDead(n)
 			}
-			s.mu.Unlock()
+			s.unlock()
 		}
 	}
 }
 
 // flushNow drops every item of every shard (flush_all without a delay).
 func (c *Cache) flushNow() {
+	now := uint32(c.unixNow())
 	for _, s := range c.shards {
 		s.mu.Lock()
 		if !s.closed() {
+			if s.onRemove != nil {
+				s.noteFlush(now)
+			}
 			s.clear()
 		}
-		s.mu.Unlock()
+		s.unlock()
 	}
 }
