@@ -132,8 +132,9 @@ type Config struct {
 	// before it returns, so the callback may use the cache, and a slow one
 	// slows that operation alone. The key is valid only during the call.
 	// Calls for removals in different shards may run at once. flush_all
-	// reports each item it drops, DeletePrefix each item as it is
-	// reclaimed (see there). A panic in the callback reaches the
+	// reports each item it drops (holding the keys of one shard at a time
+	// for the calls), DeletePrefix each item as it is reclaimed (see
+	// there). A panic in the callback reaches the
 	// operation's caller, and the removals after it in that operation go
 	// unreported. The callback must not call Close or SetMaxBytes.
 	OnRemove func(key []byte, cause RemoveCause)

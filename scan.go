@@ -43,7 +43,7 @@ const hashSpace = 1 << 32
 // about 256 items or 64 KiB, is copied out, never while the loop body
 // runs, so a Scan delays another operation on the same shard by at most
 // the time of one such copy. A Scan costs a pass over every item whatever
-// the prefix: there is no index by prefix.
+// the prefix: there is no index by prefix. A closed cache yields nothing.
 func (c *Cache) Scan(prefix []byte) iter.Seq2[[]byte, Item] {
 	prefix = bytes.Clone(prefix)
 	return func(yield func([]byte, Item) bool) {
