@@ -51,7 +51,7 @@ func (c *Cache) dumpShard(i int, next *uint64, fn func(*dumpEntry) bool) bool {
 		}
 		off := s.slotOff(slot)
 		exp := s.expiry(off)
-		if expired(exp, now) {
+		if expired(exp, now) || len(s.dead) != 0 && s.prefixDead(off) {
 			continue
 		}
 		vl, _ := s.layout(off)
@@ -113,7 +113,7 @@ func (c *Cache) reclaimAll() {
 				return
 			}
 			s.crawl(min(holdSlots, n-done), c.clock())
-			s.mu.Unlock()
+			s.unlock()
 		}
 	}
 }

@@ -165,6 +165,20 @@ type Config struct {
 	// Put it on a memory file system (tmpfs, /dev/shm): every store writes
 	// to it. MaxBytes cannot change at run time then (SetMaxBytes).
 	MemoryFile string
+	// OnRemove, when set, is called for every item that leaves the cache,
+	// with its key and the cause. It runs on the goroutine whose operation
+	// removed the item (a store that evicted, a read that found it
+	// expired, the background goroutine reclaiming, the caller of FlushAll
+	// or DeletePrefix), after that operation let go of its locks and
+	// before it returns, so the callback may use the cache, and a slow one
+	// slows that operation alone. The key is valid only during the call.
+	// Calls for removals in different shards may run at once. flush_all
+	// reports each item it drops (holding the keys of one shard at a time
+	// for the calls), DeletePrefix each item as it is reclaimed (see
+	// there). A panic in the callback reaches the
+	// operation's caller, and the removals after it in that operation go
+	// unreported. The callback must not call Close or SetMaxBytes.
+	OnRemove func(key []byte, cause RemoveCause)
 }
 
 // Item is what a retrieval returns.
@@ -198,10 +212,12 @@ type Stats struct {
 	GetHits          uint64 // get_hits
 	GetMisses        uint64 // get_misses
 	GetExpired       uint64 // get_expired
+	GetFlushed       uint64 // get_flushed: lookups that met an item DeletePrefix removed
 	CmdGet           uint64 // cmd_get
 	CmdSet           uint64 // cmd_set
 	CmdTouch         uint64 // cmd_touch
 	CmdFlush         uint64 // cmd_flush
+	CmdFlushPrefix   uint64 // cmd_flush_prefix: DeletePrefix calls and flush_prefix commands
 	CasMisses        uint64 // cas_misses
 	CasHits          uint64 // cas_hits
 	CasBadval        uint64 // cas_badval
@@ -233,6 +249,12 @@ type Cache struct {
 	// flushAt is a pending delayed flush_all, in Unix seconds (0 = none).
 	flushAt  atomic.Int64
 	cmdFlush atomic.Uint64
+	// prefixMu serialises DeletePrefix; prefixSeq numbers its calls.
+	prefixMu       sync.Mutex
+	prefixSeq      uint64
+	cmdFlushPrefix atomic.Uint64
+	// onRemove is Config.OnRemove.
+	onRemove func(key []byte, cause RemoveCause)
 	// resizeMu serialises SetMaxBytes.
 	resizeMu sync.Mutex
 	// evicted is told of every eviction, under the shard's lock; nil for
@@ -290,6 +312,7 @@ func New(cfg Config) (*Cache, error) {
 		maxItemSize: cfg.MaxItemSize,
 		noCAS:       cfg.NoCAS,
 		now:         cfg.Now,
+		onRemove:    cfg.OnRemove,
 		stop:        make(chan struct{}),
 		crawlDone:   make(chan struct{}),
 		leases:      leaseTable{m: make(map[string]*flight)},
@@ -319,6 +342,7 @@ func New(cfg Config) (*Cache, error) {
 	}
 	for _, s := range c.shards {
 		s.evicted = &c.evicted
+		s.onRemove = cfg.OnRemove
 	}
 	go c.crawler()
 	return c, nil
@@ -708,7 +732,7 @@ func (st Stats) HitRatio() float64 {
 
 // Stats returns the cache's counters summed over its shards.
 func (c *Cache) Stats() Stats {
-	st := Stats{LimitMaxbytes: uint64(c.maxBytes.Load()), CmdFlush: c.cmdFlush.Load()}
+	st := Stats{LimitMaxbytes: uint64(c.maxBytes.Load()), CmdFlush: c.cmdFlush.Load(), CmdFlushPrefix: c.cmdFlushPrefix.Load()}
 	for _, s := range c.shards {
 		s.mu.Lock()
 		st.CurrItems += s.count.Load()
@@ -724,6 +748,7 @@ func (c *Cache) Stats() Stats {
 		st.GetHits += x.getHits
 		st.GetMisses += x.getMisses
 		st.GetExpired += x.getExpired
+		st.GetFlushed += x.getFlushed
 		st.CmdGet += x.cmdGet
 		st.CmdSet += x.cmdSet
 		st.CmdTouch += x.cmdTouch
@@ -748,6 +773,7 @@ func (c *Cache) Stats() Stats {
 // counts and byte totals are kept.
 func (c *Cache) ResetStats() {
 	c.cmdFlush.Store(0)
+	c.cmdFlushPrefix.Store(0)
 	for _, s := range c.shards {
 		s.mu.Lock()
 		s.st = counters{}
@@ -777,6 +803,12 @@ func (c *Cache) SetMaxBytes(n int64) error {
 	if c.mf != nil {
 		return ErrMemoryFileFixed
 	}
+	var removed []*removeBatch
+	defer func() {
+		for _, b := range removed {
+			b.deliver(c.onRemove)
+		}
+	}()
 	c.resizeMu.Lock()
 	defer c.resizeMu.Unlock()
 	now := c.clock()
@@ -787,7 +819,7 @@ func (c *Cache) SetMaxBytes(n int64) error {
 			return ErrClosed
 		}
 		s.rebuild(uint64(per), now)
-		s.mu.Unlock()
+		removed = s.unlockInto(removed)
 	}
 	c.maxBytes.Store(n)
 	return nil

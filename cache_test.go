@@ -135,6 +135,7 @@ var keyOps = []struct {
 		return err
 	}},
 	{"GetMulti", func(c *Cache, k []byte) error { _, err := c.GetMulti([][]byte{k}); return err }},
+	{"DeletePrefix", func(c *Cache, k []byte) error { return c.DeletePrefix(k) }},
 }
 
 // cacheOps is every exported method of Cache that takes no key, reduced to
@@ -158,6 +159,13 @@ var cacheOps = []struct {
 	{"Len", func(c *Cache) error { c.Len(); return nil }},
 	{"MaxBytes", func(c *Cache) error { c.MaxBytes(); return nil }},
 	{"MaxItemSize", func(c *Cache) error { c.MaxItemSize(); return nil }},
+	{"Scan", func(c *Cache) error {
+		for range c.Scan(nil) {
+			return errors.New("an item in a cache that holds none")
+		}
+		return nil
+	}},
+	{"WarmStart", func(c *Cache) error { _, err := c.WarmStart(); return err }},
 }
 
 // TestCacheZeroAndClosed: every exported method of a zero Cache returns
@@ -199,7 +207,8 @@ func TestCacheZeroAndClosed(t *testing.T) {
 						assert.NoError(t, err, "closing again is no error")
 						continue
 					}
-				case "Stats", "ResetStats", "Len", "MaxBytes", "MaxItemSize":
+				case "Stats", "ResetStats", "Len", "MaxBytes", "MaxItemSize", "Scan", "WarmStart":
+					assert.NoError(t, err, op.name)
 					continue
 				}
 				assert.ErrorIs(t, err, cc.want, op.name)

@@ -159,7 +159,7 @@ func (c *Cache) store(r *storeReq) (res result, cas uint64, valLen int) {
 	if res != resultOK {
 		return res, 0, 0
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return c.storeLocked(s, h, now, r)
 }
 
@@ -271,6 +271,9 @@ func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res re
 	default:
 		copy(v, r.value)
 	}
+	if still && s.onRemove != nil {
+		s.queueRemoval(key, RemoveReplaced)
+	}
 	s.link(key, h, slot, still, dst)
 	s.st.totalItems++
 	return resultOK, c.casOut(s.cas(dst)), valLen
@@ -282,6 +285,7 @@ func (s *shard) dropIf(key []byte, h uint64, drop bool) {
 		return
 	}
 	if slot, found := s.find(key, h); found {
+		s.noteRemoval(s.offAt(slot), RemoveReplaced)
 		s.unlink(slot)
 	}
 }
@@ -295,7 +299,7 @@ func (c *Cache) refuse(r *storeReq) {
 	if res != resultOK {
 		return
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if !r.uncountedRefusal {
 		s.st.storeTooLarge++
 	}
@@ -374,7 +378,7 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 	if res != resultOK {
 		return res
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	c.leases.changed(r.key)
 	key := r.key
 	slot, off, ok := s.lookup(key, h, now)
@@ -410,6 +414,9 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 		var found bool
 		slot, _, found = s.lookup(key, h, now)
 		s.write(dst, key, 0, r.flags, exp, now, cas, bits, true)
+		if found {
+			s.noteRemoval(dst, RemoveDeleted)
+		}
 		s.link(key, h, slot, found, dst)
 		s.st.totalItems++
 		off = dst
@@ -431,6 +438,7 @@ func (c *Cache) deleteItem(r *deleteReq) result {
 	}
 	s.st.deleteHits++
 	if !r.emptyValue {
+		s.noteRemoval(off, RemoveDeleted)
 		s.unlink(slot)
 	}
 	return resultOK
@@ -463,7 +471,7 @@ func (c *Cache) arith(r *arithReq, fn func(it lockedItem, created bool, n uint64
 	if res != resultOK {
 		return res, 0, 0, false
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	key := r.key
 	var digits [20]byte
 	_, off, ok := s.lookup(key, h, now)
@@ -585,21 +593,27 @@ func (c *Cache) crawler() {
 		for _, s := range c.shards {
 			s.mu.Lock()
 			if !s.closed() {
-				s.crawl(min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass)), now)
+				n := min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass))
+				s.crawl(n, now)
+				s.sweepDead(n)
 			}
-			s.mu.Unlock()
+			s.unlock()
 		}
 	}
 }
 
 // flushNow drops every item of every shard (flush_all without a delay).
 func (c *Cache) flushNow() {
+	now := uint32(c.unixNow())
 	for _, s := range c.shards {
 		s.mu.Lock()
 		if !s.closed() {
+			if s.onRemove != nil {
+				s.noteFlush(now)
+			}
 			s.clear()
 		}
-		s.mu.Unlock()
+		s.unlock()
 	}
 	c.leases.changedAll()
 }

@@ -148,8 +148,17 @@ func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint6
 		// memcached counts this as get_expired (the caller's to count),
 		// not as reclaimed, which counts memory found expired by the
 		// allocator or the crawler.
+		s.noteRemoval(off, RemoveExpired)
 		s.unlink(slot)
 		return 0, 0, false, true
+	}
+	if len(s.dead) != 0 && s.prefixDead(off) {
+		// memcached's do_item_get counts an item flush_all invalidated
+		// as get_flushed, whichever command looked.
+		s.st.getFlushed++
+		s.noteRemoval(off, RemoveFlushed)
+		s.unlink(slot)
+		return 0, 0, false, false
 	}
 	return slot, off, true, false
 }

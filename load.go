@@ -213,7 +213,7 @@ func (c *Cache) leaseGet(dst, key []byte) ([]byte, Item, lease, error) {
 	if res != resultOK {
 		return dst, Item{}, lease{}, res.err()
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.st.cmdGet++
 	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
 	if wasExpired {
@@ -279,7 +279,7 @@ func (c *Cache) releaseLease(key []byte, token uint64, placeholder bool) {
 	if res != resultOK {
 		return
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	slot, off, ok := s.lookup(key, h, now)
 	if !ok || s.cas(off) != token || s.bits(off)&bitWon == 0 {
 		return

@@ -306,6 +306,9 @@ func appendCommands(e *expo, m map[string]string) {
 	if v, ok := statValue(m, "cmd_flush"); ok {
 		e.sample("", v, "command", "flush", "status", "hit")
 	}
+	if v, ok := statValue(m, "cmd_flush_prefix"); ok {
+		e.sample("", v, "command", "flush_prefix", "status", "hit")
+	}
 	if v, ok := minusStats(m, "cmd_set", "cas_misses", "cas_hits", "cas_badval"); ok {
 		e.sample("", v, "command", "set", "status", "hit")
 	}

@@ -52,6 +52,7 @@ const (
 	rNonNumeric        = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 	rDeleteUsage       = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 	rFlushDisabled     = "CLIENT_ERROR flush_all not allowed\r\n"
+	rFlushPrefixOff    = "CLIENT_ERROR flush_prefix not allowed\r\n"
 	rShutdownMode      = "CLIENT_ERROR invalid shutdown mode\r\n"
 	rShutdownOff       = "ERROR: shutdown not enabled\r\n"
 	rTooLarge          = "SERVER_ERROR object too large for cache\r\n"
@@ -412,6 +413,8 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 		return lineLen, s.touch(&t, nt, noreply, out), actNone
 	case "flush_all":
 		return lineLen, s.flushAll(&t, nt, noreply, out), actNone
+	case "flush_prefix":
+		return lineLen, s.flushPrefix(&t, nt, noreply, out), actNone
 	case "version":
 		out = append(out, rVersionPrefix...)
 		out = append(out, Version...)

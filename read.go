@@ -24,7 +24,7 @@ func (c *Cache) viewItem(key []byte, touch bool, exptime int64, hideLease bool, 
 		value, flags, exp, cas := s.decode(off)
 		fn(value, flags, exp, c.casOut(cas))
 	}
-	s.mu.Unlock()
+	s.unlock()
 	if !ok {
 		return resultNotFound
 	}
@@ -129,7 +129,7 @@ func (c *Cache) metaGet(key []byte, r *metaGetReq, fn func(it lockedItem, create
 	if res != resultOK {
 		return false
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	_, off, ok, wasExpired := s.lookupExpired(key, h, now)
 	if wasExpired {
 		s.st.getExpired++
@@ -178,7 +178,7 @@ func (c *Cache) debug(key []byte) (debugInfo, bool) {
 	if res != resultOK {
 		return debugInfo{}, false
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	_, off, ok := s.lookup(key, h, now)
 	if !ok {
 		return debugInfo{}, false
@@ -206,13 +206,13 @@ func (c *Cache) peekSize(key []byte) (int, bool) {
 	if res != resultOK {
 		return 0, false
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	slot, ok := s.find(key, h)
 	if !ok {
 		return 0, false
 	}
 	off := s.offAt(slot)
-	if expired(s.expiry(off), now) {
+	if expired(s.expiry(off), now) || len(s.dead) != 0 && s.prefixDead(off) {
 		return 0, false
 	}
 	vl, _ := s.layout(off)

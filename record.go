@@ -397,6 +397,13 @@ func (s *shard) positionCAS(r *ring, pos uint64) uint64 {
 
 // derivedCAS is the CAS of a record without a CAS field (positionCAS).
 func (s *shard) derivedCAS(off uint64) uint64 {
+	r, pos := s.position(off)
+	return s.positionCAS(r, pos)<<s.casShift | s.id
+}
+
+// position returns the ring of the record at off and its logical position
+// there, which only the record's own write gave it.
+func (s *shard) position(off uint64) (*ring, uint64) {
 	r := s.ringOf(off)
 	// Live records lie within size bytes behind the head; one at the head's
 	// own offset is a full ring's tail.
@@ -404,5 +411,5 @@ func (s *shard) derivedCAS(off uint64) uint64 {
 	if dist > r.size {
 		dist -= r.size
 	}
-	return s.positionCAS(r, r.head-dist)<<s.casShift | s.id
+	return r, r.head - dist
 }

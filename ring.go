@@ -146,11 +146,17 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		return true
 	}
 	bits := s.bits(off)
-	if expired(s.expiry(off), now) {
+	if exp := expired(s.expiry(off), now); exp || len(s.dead) != 0 && s.prefixDead(off) {
+		// memcached's tail counts items flush_all invalidated as reclaimed too.
 		s.st.reclaimed++
 		if bits&bitFetched == 0 {
 			s.st.expiredUnfetched++
 		}
+		cause := RemoveFlushed
+		if exp {
+			cause = RemoveExpired
+		}
+		s.noteRemoval(off, cause)
 		s.unlink(slot)
 		r.pop(size)
 		return true
@@ -202,6 +208,7 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 			(*f)(s.key(off), bits&bitFetched != 0, ttl, s.idle(off, now), int(vl))
 		}
 	}
+	s.noteRemoval(off, RemoveEvicted)
 	s.unlink(slot)
 	r.pop(size)
 	return true

@@ -63,7 +63,7 @@ type ServerConfig struct {
 	MaxOutput int
 	// AllowShutdown enables the shutdown command (-A).
 	AllowShutdown bool
-	// DisableFlush disables flush_all (-F).
+	// DisableFlush disables flush_all and flush_prefix (-F).
 	DisableFlush bool
 	// DisableDump disables stats cachedump and lru_crawler metadump (-X).
 	DisableDump bool

@@ -28,6 +28,14 @@ type shard struct {
 	mu sync.Mutex
 	// evicted, the cache's, is told of each eviction (a server's watchers).
 	evicted *atomic.Pointer[evictFunc]
+	// onRemove is Config.OnRemove; pending, the removals queued for it
+	// under the lock (remove.go).
+	onRemove func(key []byte, cause RemoveCause)
+	pending  *removeBatch
+	// dead are the pending prefix deletions, oldest first, and sweep their
+	// reclaimer's progress (prefix.go).
+	dead  []deadPrefix
+	sweep deadSweep
 
 	mem         *shardMem
 	buf         []byte // mem.buf; nil once closed
@@ -67,6 +75,7 @@ type counters struct {
 	totalItems, evictions, expiredUnfetched, evictedUnfetched uint64
 	reclaimed, crawlerReclaimed                               uint64
 	getHits, getMisses, getExpired, cmdGet, cmdSet, cmdTouch  uint64
+	getFlushed                                                uint64
 	casMisses, casHits, casBadval                             uint64
 	incrMisses, incrHits, decrMisses, decrHits                uint64
 	deleteMisses, deleteHits, touchHits, touchMisses          uint64
@@ -168,6 +177,7 @@ func (s *shard) clear() {
 	clear(s.slots)
 	s.count.Store(0)
 	s.bytes = 0
+	s.dead, s.sweep = nil, deadSweep{}
 	s.small = newRing(s.small.base, s.small.size, s.small.head)
 	s.main = newRing(s.main.base, s.main.size, s.main.head)
 }
@@ -195,6 +205,7 @@ func (s *shard) crawl(n int, now uint32) {
 		if s.bits(off)&bitFetched == 0 {
 			s.st.expiredUnfetched++
 		}
+		s.noteRemoval(off, RemoveExpired)
 		s.unlink(s.cursor)
 		// Backward shift may have pulled an unvisited entry into this slot.
 		if s.cursor == 0 {
@@ -217,7 +228,15 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 			if isHole {
 				continue
 			}
-			if _, ok := s.findOff(xxhash.Sum64(s.key(off)), off); !ok || expired(s.expiry(off), now) {
+			if _, ok := s.findOff(xxhash.Sum64(s.key(off)), off); !ok {
+				continue
+			}
+			if expired(s.expiry(off), now) {
+				s.noteRemoval(off, RemoveExpired)
+				continue
+			}
+			if len(s.dead) != 0 && s.prefixDead(off) {
+				s.noteRemoval(off, RemoveFlushed)
 				continue
 			}
 			items = append(items, live{off, s.cas(off)})
@@ -232,6 +251,8 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 	s.setSlots(s.mem.index(n), n)
 	s.count.Store(0)
 	s.bytes = 0
+	// Every record now lies past the heads the deletions saw.
+	s.dead, s.sweep = nil, deadSweep{}
 	for _, it := range items {
 		// Each record crosses over with its CAS in a field.
 		src := it.off

@@ -159,14 +159,16 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "cmd_get", cs.CmdGet)
 	out = appendStat(out, "cmd_set", cs.CmdSet)
 	out = appendStat(out, "cmd_flush", cs.CmdFlush)
+	out = appendStat(out, "cmd_flush_prefix", cs.CmdFlushPrefix)
 	out = appendStat(out, "cmd_touch", cs.CmdTouch)
 	out = appendStat(out, "cmd_meta", s.metaCmds.Load())
 	out = appendStat(out, "get_hits", cs.GetHits)
 	out = appendStat(out, "get_misses", cs.GetMisses)
 	out = appendStat(out, "get_expired", cs.GetExpired)
 	// memcached counts reads that find an item flush_all invalidated but
-	// did not yet free; emcache frees them when the flush takes effect.
-	out = appendStat(out, "get_flushed", 0)
+	// did not yet free; emcache's flush_all frees them at once, so only
+	// flush_prefix leaves such items.
+	out = appendStat(out, "get_flushed", cs.GetFlushed)
 	out = appendStat(out, "delete_misses", cs.DeleteMisses)
 	out = appendStat(out, "delete_hits", cs.DeleteHits)
 	out = appendStat(out, "incr_misses", cs.IncrMisses)

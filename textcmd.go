@@ -274,6 +274,28 @@ func (s *Server) flushAll(t *[maxTokens][]byte, nt int, noreply bool, out []byte
 	return reply(out, noreply, rOK)
 }
 
+// flushPrefix runs flush_prefix <prefix> [noreply] (DeletePrefix), which
+// -F refuses as it refuses flush_all, and which is counted, refused or
+// not, as flush_all is.
+func (s *Server) flushPrefix(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
+	if nt == 3 {
+		noreply = false // a lone word is the prefix, as delete's key
+	} else if nt != 4 || !noreply {
+		return append(out, rError...)
+	}
+	s.cache.cmdFlushPrefix.Add(1)
+	if s.cfg.DisableFlush {
+		return reply(out, noreply, rFlushPrefixOff)
+	}
+	if len(t[1]) > MaxKeyLen {
+		return reply(out, noreply, rBadFormat)
+	}
+	if err := s.cache.deletePrefix(t[1]); err != nil {
+		return serverError(out, noreply, err)
+	}
+	return reply(out, noreply, rOK)
+}
+
 // verbosityCmd runs verbosity <level> [noreply].
 func (s *Server) verbosityCmd(t *[maxTokens][]byte, nt int, noreply bool, out []byte) []byte {
 	if nt != 3 && nt != 4 {

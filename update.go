@@ -42,7 +42,7 @@ func (c *Cache) Update(key []byte, fn UpdateFunc) (uint64, error) {
 	if res != resultOK {
 		return 0, res.err()
 	}
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.st.cmdGet++
 	slot, off, found := s.lookup(key, h, now)
 	var old []byte
