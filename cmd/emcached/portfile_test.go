@@ -18,10 +18,14 @@ func TestWritePortFile(t *testing.T) {
 		&net.TCPAddr{IP: net.IPv6unspecified, Port: 11212},
 		&net.TCPAddr{IP: net.IPv6loopback, Port: 11213},
 		&net.UnixAddr{Name: "/tmp/mc.sock", Net: "unix"},
+	}, []net.Addr{
+		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 11311},
+		&net.UDPAddr{IP: net.IPv6unspecified, Port: 11312},
 	}))
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
-	assert.Equal(t, "TCP INET: 11211\nTCP INET: 11212\nTCP INET6: 11212\nTCP INET6: 11213\n", string(got))
+	assert.Equal(t, "TCP INET: 11211\nTCP INET: 11212\nTCP INET6: 11212\nTCP INET6: 11213\n"+
+		"UDP INET: 11311\nUDP INET: 11312\nUDP INET6: 11312\n", string(got))
 	assert.NoFileExists(t, path+".lck")
 }
 
