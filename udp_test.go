@@ -380,3 +380,38 @@ func TestUDPSeveralSockets(t *testing.T) {
 		assert.Contains(t, c.roundTrip(uint16(i), "stats settings\r\n"), "STAT num_threads_per_udp 1\r\n")
 	}
 }
+
+// FuzzUDPDatagram runs arbitrary datagrams as the workers do: whatever the
+// bytes, a datagram ends within one step per byte of it (each step consumes
+// input or ends it), and every reply fits the frame header's count.
+func FuzzUDPDatagram(f *testing.F) {
+	for _, seed := range []string{
+		"get a b c\r\n",
+		"set a 0 0 1\r\nx\r\nget a\r\nmg a v\r\nmn\r\n",
+		"set a 0 0 5\r\nab",
+		"get " + strings.Repeat("k ", 300) + "\r\n",
+		"gat 10 a\r\nquit\r\nget a\r\n",
+		"lru_crawler metadump all\r\nwatch\r\n",
+		string(bStore(binOpSet, "k", "v", 0, 0).encode()) + string(bReq(binOpGetKQ, "k").encode()),
+		"\x80\x01\x00\x00",
+	} {
+		f.Add(udpFrame(1, 0, 1, 0, seed))
+	}
+	f.Add([]byte{0, 1, 0, 0, 0, 2, 0, 0, 'g'})
+	s := newHandleServer(f, ServerConfig{})
+	f.Fuzz(func(t *testing.T, d []byte) {
+		_, p, ok := udpRequest(d)
+		if !ok {
+			return
+		}
+		in := s.udpRequests(p)
+		pc := protoConn{datagram: true}
+		var reply []byte
+		steps := 0
+		for done := len(in) == 0; !done; steps++ {
+			require.LessOrEqual(t, steps, len(p), "a step that neither consumes nor ends")
+			in, reply, done = s.udpStep(&pc, in, reply[:0])
+			require.LessOrEqual(t, len(reply), udpDataSize*int(udpTotal(len(reply))))
+		}
+	})
+}
