@@ -2,10 +2,12 @@ package emcache
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -414,4 +416,41 @@ func FuzzUDPDatagram(f *testing.F) {
 			require.LessOrEqual(t, len(reply), udpDataSize*int(udpTotal(len(reply))))
 		}
 	})
+}
+
+// Under ReservedFDs the workers' UDP descriptors count against MaxConns
+// as memcached's UDP conns do: 12 - 1 listener - 3 UDP - 5 - 1 = 2 clients.
+func TestUDPDescriptorsCountAgainstMaxConns(t *testing.T) {
+	s := startUDPServer(t, ServerConfig{Workers: 3, MaxConns: 12, ReservedFDs: 5})
+	for range 2 {
+		dial(t, s).roundTrip("version\r\n", "VERSION "+Version+"\r\n")
+	}
+	assert.Equal(t, tooManyConns, dial(t, s).expectEOF())
+	assert.EqualValues(t, 5, s.Stats().CurrConnections, "2 clients and 3 UDP descriptors")
+}
+
+// Closing and shutting down release every descriptor and goroutine, a
+// reply in flight or not.
+func TestUDPCloseAndShutdown(t *testing.T) {
+	c, err := New(Config{MaxBytes: 16 << 20})
+	require.NoError(t, err)
+	defer c.Close()
+	goroutines, fds := runtime.NumGoroutine(), fdCount(t)
+	for _, stop := range []func(*Server) error{
+		(*Server).Close,
+		func(s *Server) error { return s.Shutdown(context.Background()) },
+	} {
+		s, err := c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, UDPAddrs: []string{"127.0.0.1:0"}, Workers: 2})
+		require.NoError(t, err)
+		u := dialUDP(t, s)
+		assert.Equal(t, "STORED\r\n", u.roundTrip(1, "set v 0 0 50000\r\n"+strings.Repeat("v", 50000)+"\r\n"))
+		u.send(2, "get v v v\r\n") // its reply in flight, or not yet read
+		require.NoError(t, stop(s))
+		<-s.Done()
+		u.uc.Close()
+	}
+	waitGoroutines(t, goroutines)
+	if fds >= 0 {
+		eventually(t, "fds to be released", func() bool { return fdCount(t) <= fds })
+	}
 }
