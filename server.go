@@ -385,7 +385,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 func (s *Server) listen() error {
 	var lc net.ListenConfig
 	for _, a := range s.cfg.Addrs {
-		ln, err := lc.Listen(context.Background(), "tcp", a)
+		ln, err := lc.Listen(context.Background(), "tcp"+ipv4Only(a), a)
 		if err != nil {
 			return fmt.Errorf("emcache: listen on %q: %w", a, err)
 		}

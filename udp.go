@@ -58,7 +58,7 @@ type udpSocket struct {
 // listenUDP binds the UDPAddrs sockets.
 func (s *Server) listenUDP(lc *net.ListenConfig) error {
 	for _, a := range s.cfg.UDPAddrs {
-		pc, err := lc.ListenPacket(context.Background(), "udp", a)
+		pc, err := lc.ListenPacket(context.Background(), "udp"+ipv4Only(a), a)
 		if err != nil {
 			return fmt.Errorf("emcache: listen on UDP %q: %w", a, err)
 		}
@@ -67,6 +67,17 @@ func (s *Server) listenUDP(lc *net.ListenConfig) error {
 		s.udp = append(s.udp, &udpSocket{pc: uc, name: udpName(uc.LocalAddr().(*net.UDPAddr).AddrPort())})
 	}
 	return nil
+}
+
+// ipv4Only is "4" for an IPv4 literal host, which the net package would
+// otherwise bind as the dual-stack wildcard when it is 0.0.0.0; memcached
+// binds what -l names.
+func ipv4Only(hostport string) string {
+	host, _, _ := net.SplitHostPort(hostport)
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() {
+		return "4"
+	}
+	return ""
 }
 
 // maximizeSendBuffer raises the socket's send buffer as far as the system

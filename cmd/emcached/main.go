@@ -187,8 +187,14 @@ func serve(o *options, addrs, udpAddrs []string, users []emcache.Credential, cre
 			}
 		}
 	} else {
-		// memcached also runs with nothing to listen on.
+		// memcached also runs with nothing to listen on, and writes its
+		// port file empty.
 		log.Warn("TCP is disabled (-p 0) and no UNIX socket is set (-s): serving nothing")
+		if path := os.Getenv(portFileEnv); path != "" {
+			if err := writePortFile(path, nil, nil); err != nil {
+				return report(out, failf(exitOSErr, "failed to write the port file %s: %v", path, err))
+			}
+		}
 	}
 
 	// Privileges are dropped after binding, so ports below 1024 work.
