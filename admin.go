@@ -233,6 +233,11 @@ func (s *Server) lruCrawlerCmd(pc *protoConn, t *[maxTokens][]byte, nt int, out 
 		if !ok {
 			return append(out, rBadClass...)
 		}
+		if pc.datagram {
+			// memcached hands the socket to its crawler, whose writes to
+			// an unconnected UDP socket go nowhere: nothing is answered.
+			return out
+		}
 		pc.dump = dumpCursor{}
 		if !hasItems {
 			pc.dump.shard = len(s.cache.shards)

@@ -12,7 +12,7 @@ func (s *Server) clientLimit() int {
 	if s.cfg.ReservedFDs == 0 {
 		return s.cfg.MaxConns
 	}
-	return s.cfg.MaxConns - len(s.listeners) - s.cfg.ReservedFDs - 1
+	return s.cfg.MaxConns - len(s.listeners) - s.udpDescriptors() - s.cfg.ReservedFDs - 1
 }
 
 // admit takes a client slot for a connection just accepted, or counts it

@@ -55,3 +55,7 @@ func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
 	}
 	return fd, err
 }
+
+// dupFd duplicates fd, close-on-exec, so that a worker registers a shared
+// UDP socket in its poller under a descriptor of its own.
+func dupFd(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }

@@ -180,6 +180,49 @@ func retryIO(op func(int, []byte) (int, error), fd int, b []byte) (int, error) {
 	}
 }
 
+// udpIO is the sender of the datagram a worker's UDP descriptor read
+// last, which its reply goes to.
+type udpIO struct {
+	from unix.Sockaddr
+	bufs [2][]byte
+}
+
+// recvFromFd reads one datagram into b and its sender into io;
+// errWouldBlock when none is waiting.
+func recvFromFd(fd int, b []byte, io *udpIO) (int, error) {
+	for {
+		n, from, err := unix.Recvfrom(fd, b, 0)
+		switch err {
+		case nil:
+			io.from = from
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
+// sendToFd sends one datagram, hdr then b, to the sender recvFromFd last
+// read into io.
+func sendToFd(fd int, hdr, b []byte, io *udpIO) (int, error) {
+	io.bufs = [2][]byte{hdr, b}
+	for {
+		n, err := unix.SendmsgBuffers(fd, io.bufs[:], nil, io.from, 0)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, err
+	}
+}
+
 // acceptFd accepts one connection, non-blocking and close-on-exec (with
 // accept + fcntl, as not every BSD has accept4). It skips connections
 // that died in the backlog; errWouldBlock means none is pending; other

@@ -178,6 +178,58 @@ func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	}
 }
 
+// udpIO is what a worker's UDP descriptor needs to answer a datagram
+// without allocating: the sender's address as recvfrom wrote it, and the
+// message sendmsg sends, header and payload as two iovecs.
+type udpIO struct {
+	from    unix.RawSockaddrAny
+	fromLen uint32
+	iov     [2]unix.Iovec
+	msg     unix.Msghdr
+}
+
+// recvFromFd reads one datagram into b and its sender into io;
+// errWouldBlock when none is waiting.
+func recvFromFd(fd int, b []byte, io *udpIO) (int, error) {
+	for {
+		io.fromLen = unix.SizeofSockaddrAny
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			0, uintptr(unsafe.Pointer(&io.from)), uintptr(unsafe.Pointer(&io.fromLen)))
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, errno
+	}
+}
+
+// sendToFd sends one datagram, hdr then b, to the sender recvFromFd last
+// read into io.
+func sendToFd(fd int, hdr, b []byte, io *udpIO) (int, error) {
+	io.iov[0].Base = &hdr[0]
+	io.iov[0].SetLen(len(hdr))
+	io.iov[1].Base = &b[0]
+	io.iov[1].SetLen(len(b))
+	io.msg = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&io.from)), Namelen: io.fromLen, Iov: &io.iov[0]}
+	io.msg.SetIovlen(len(io.iov))
+	for {
+		n, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&io.msg)), 0)
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, errno
+	}
+}
+
 // acceptFd accepts one connection, non-blocking and close-on-exec. It
 // skips connections that died in the backlog; errWouldBlock means none is
 // pending; other errors (EMFILE, ENFILE, ENOBUFS...) ask for a back-off.

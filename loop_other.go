@@ -3,6 +3,7 @@
 package emcache
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -21,7 +22,8 @@ import (
 // still shows in Stats; ReqsPerEvent only bounds one handle call, and
 // backpressure is the blocking write itself.
 
-// start accepts on every listener, one goroutine each.
+// start accepts on every listener and reads every UDP socket, one
+// goroutine each.
 func (s *Server) start() error {
 	for i, l := range s.listeners {
 		l.fd = i // stats conns ids: there is no fd to show
@@ -30,7 +32,71 @@ func (s *Server) start() error {
 	for _, l := range s.listeners {
 		go s.acceptNet(l)
 	}
+	for i, u := range s.udp {
+		c := &conn{plat: connPlat{nc: u.pc}, fd: s.plat.alloc(len(s.listeners)), udp: &udpConn{sock: u}}
+		c.setActivity(s.clock(), stateRead)
+		w := s.workers[i%len(s.workers)]
+		w.mu.Lock()
+		for c.fd >= len(w.byFd) {
+			w.byFd = append(w.byFd, nil)
+		}
+		w.byFd[c.fd] = c
+		w.mu.Unlock()
+		w.st.curr.Add(1)
+		w.st.total.Add(1)
+		s.workerWG.Add(1)
+		go w.serveUDPNet(c)
+	}
 	return nil
+}
+
+// serveUDPNet is a UDP socket's goroutine: it answers one datagram after
+// the other, the replies' datagrams written as they are cut.
+func (w *worker) serveUDPNet(c *conn) {
+	s := w.s
+	uc := c.plat.nc.(*net.UDPConn)
+	defer s.workerWG.Done()
+	defer w.closeNet(c)
+	buf := make([]byte, udpReadBufSize)
+	dgram := make([]byte, 0, udpMaxPayload)
+	var out []byte
+	tally := new(tally)
+	for s.phase.Load() == phaseRun {
+		n, peer, err := uc.ReadFromUDPAddrPort(buf)
+		if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+		if err != nil {
+			continue // reported once for an earlier datagram (Windows' ICMP resets)
+		}
+		w.st.bytesRead.Add(uint64(n))
+		c.lastActive = s.clock()
+		c.setActivity(c.lastActive, stateRead)
+		id, p, ok := udpRequest(buf[:n])
+		if !ok {
+			continue
+		}
+		pc := protoConn{fd: c.fd, tally: tally, datagram: true}
+		in := s.udpRequests(p)
+		for done := len(in) == 0; !done; {
+			in, out, done = s.udpStep(&pc, in, out[:0])
+			tally.file(&w.latency, time.Duration(s.clock()-c.lastActive))
+			total := udpTotal(len(out))
+			for seq, sent := uint16(0), 0; sent < len(out); seq++ {
+				end := min(sent+udpDataSize, len(out))
+				dgram = binary.BigEndian.AppendUint16(dgram[:0], id)
+				dgram = binary.BigEndian.AppendUint16(dgram, seq)
+				dgram = binary.BigEndian.AppendUint16(dgram, total)
+				dgram = append(dgram, 0, 0)
+				dgram = append(dgram, out[sent:end]...)
+				if _, err := uc.WriteToUDPAddrPort(dgram, peer); err != nil {
+					break // given up, as memcached gives up the reply
+				}
+				w.st.bytesWritten.Add(uint64(len(dgram)))
+				sent = end
+			}
+		}
+	}
 }
 
 // connPlat is the connection itself.
@@ -216,7 +282,9 @@ func (w *worker) closeNet(c *conn) {
 	w.mu.Unlock()
 	w.s.plat.release(c.fd)
 	w.st.curr.Add(^uint64(0))
-	w.s.open.Add(-1)
+	if c.udp == nil {
+		w.s.open.Add(-1) // a UDP socket took no client slot
+	}
 	if w.s.verbosity.Load() >= 2 {
 		w.s.log.Info("connection closed", "id", c.fd, "worker", w.id)
 	}
@@ -242,9 +310,16 @@ func readFd(fd int, b []byte) (int, error)              { return 0, errNoPoller 
 func writeFd(fd int, b []byte) (int, error)             { return 0, errNoPoller }
 func closeFd(fd int) error                              { return errNoPoller }
 func acceptFd(lfd int) (int, netip.AddrPort, error)     { return -1, netip.AddrPort{}, errNoPoller }
+func dupFd(fd int) (int, error)                         { return -1, errNoPoller }
 func setNoDelay(fd int) error                           { return errNoPoller }
 func setBacklog(rc syscall.RawConn, n int) (int, error) { return -1, errNoPoller }
 func yieldCPU()                                         {}
+
+// udpIO is empty: the UDP goroutines keep the sender themselves.
+type udpIO struct{}
+
+func recvFromFd(fd int, b []byte, io *udpIO) (int, error)    { return 0, errNoPoller }
+func sendToFd(fd int, hdr, b []byte, io *udpIO) (int, error) { return 0, errNoPoller }
 
 // watchSupported: this reactor has no raw sockets to hand to watchers.
 const watchSupported = false

@@ -156,6 +156,9 @@ type protoConn struct {
 	tally *tally
 	// watchKinds are the log kinds a watch command asked for.
 	watchKinds uint32
+	// datagram marks a UDP datagram's requests (udp.go), which nothing
+	// may take over the socket for.
+	datagram bool
 }
 
 // connState is the stats conns state of a connection between reads that

@@ -106,6 +106,7 @@ type conn struct {
 	out   []byte // unsent replies; nil when everything is sent
 	l     *listener
 	peer  netip.AddrPort
+	udp   *udpConn // set when c is a worker's descriptor for a UDP socket (udp.go)
 	// activity packs the last activity time (s.clock) and the stats conns
 	// state, so snapshots read both with one atomic load.
 	activity   atomic.Uint64
@@ -161,6 +162,9 @@ func (s *Server) startReactor() error {
 		if err != nil {
 			return fail(fmt.Errorf("emcache: set up listener %s: %w", l.name, err))
 		}
+	}
+	if err := s.startUDP(); err != nil {
+		return fail(err)
 	}
 	s.workerWG.Add(len(s.workers))
 	for _, w := range s.workers {
@@ -337,7 +341,7 @@ func (w *worker) startDrain() {
 func (w *worker) kickIdle() {
 	idle := int64(w.s.cfg.IdleTimeout)
 	for _, c := range w.byFd {
-		if c != nil && w.now-c.lastActive > idle {
+		if c != nil && c.udp == nil && w.now-c.lastActive > idle {
 			w.st.idleKicks.Add(1) // first: the client may look as soon as it is closed
 			c.closeWhy = closeIdleTimeout
 			w.closeConn(c)
@@ -380,6 +384,10 @@ func (w *worker) handToWatchers(c *conn, out []byte) {
 
 func (w *worker) closeConn(c *conn) {
 	if c.fd < 0 {
+		return
+	}
+	if c.udp != nil {
+		w.closeUDP(c)
 		return
 	}
 	fd := c.fd
@@ -451,6 +459,10 @@ func (w *worker) serve(c *conn) {
 		return // kqueue reports read and write separately
 	}
 	c.epoch = w.epoch
+	if c.udp != nil {
+		w.serveUDP(c)
+		return
+	}
 	defer w.recoverServe(c)
 	r := round{out: w.outBuf(c), budget: w.s.cfg.ReqsPerEvent}
 	next := stepOn

@@ -27,6 +27,18 @@ type ServerConfig struct {
 	// Addrs are TCP listen addresses, "host:port"; port 0 lets the kernel
 	// choose (see [Server.Addr]). An empty host listens on every interface.
 	Addrs []string
+	// UDPAddrs are UDP addresses to serve, "host:port" (-U), none by
+	// default, as memcached since 1.5.6: a small datagram with a spoofed
+	// source can make a large reply to its victim. Port 0 lets the kernel
+	// choose (see [Server.UDPAddrs]). Every datagram starts with memcached's
+	// 8-byte frame header; a request must fit in one datagram and each
+	// request's reply comes back as one message of datagrams of at most
+	// 1400 bytes. The workers serve the sockets (one each, as memcached's
+	// threads do; a single worker per socket when there are several), and
+	// each such descriptor counts as a connection in the stats, as in
+	// memcached. SASL and ASCIIAuth exclude UDP, which has no session to
+	// authenticate.
+	UDPAddrs []string
 	// UnixSocket is a Unix domain socket path to listen on (-s). A stale
 	// socket file left by a previous run is removed first.
 	UnixSocket string
@@ -39,10 +51,11 @@ type ServerConfig struct {
 	// is closed, as with memcached's default maxconns_fast.
 	MaxConns int
 	// ReservedFDs makes MaxConns count as memcached's -c does, which bounds
-	// file descriptors: the listeners and these reserved descriptors
-	// (memcached sets aside 5 per worker thread, and emcached passes that)
-	// count against it too, and one more, so that clients get MaxConns -
-	// listeners - ReservedFDs - 1 connections. Shown as reserved_fds; 0,
+	// file descriptors: the listeners, the workers' UDP descriptors and
+	// these reserved descriptors (memcached sets aside 5 per worker
+	// thread, and emcached passes that) count against it too, and one
+	// more, so that clients get MaxConns - listeners - UDP descriptors -
+	// ReservedFDs - 1 connections. Shown as reserved_fds; 0,
 	// the default, counts clients only.
 	ReservedFDs int
 	// ReqsPerEvent caps the requests served per connection per wake-up
@@ -136,12 +149,17 @@ const (
 )
 
 func (cfg *ServerConfig) fill(c *Cache) error {
-	if len(cfg.Addrs) == 0 && cfg.UnixSocket == "" {
-		return errors.New("emcache: ServerConfig needs Addrs or UnixSocket")
+	if len(cfg.Addrs) == 0 && cfg.UnixSocket == "" && len(cfg.UDPAddrs) == 0 {
+		return errors.New("emcache: ServerConfig needs Addrs, UnixSocket or UDPAddrs")
 	}
 	for i, a := range cfg.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("emcache: ServerConfig.Addrs[%d] %q is not host:port: %w", i, a, err)
+		}
+	}
+	for i, a := range cfg.UDPAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("emcache: ServerConfig.UDPAddrs[%d] %q is not host:port: %w", i, a, err)
 		}
 	}
 	ints := []struct {
@@ -205,6 +223,8 @@ func (cfg *ServerConfig) fillAuth() error {
 		return fmt.Errorf("emcache: ServerConfig.SASL serves the binary protocol only, not Protocol %q", cfg.Protocol)
 	case cfg.ASCIIAuth && cfg.Protocol != "" && cfg.Protocol != "ascii":
 		return fmt.Errorf("emcache: ServerConfig.ASCIIAuth serves the text protocol only, not Protocol %q", cfg.Protocol)
+	case (cfg.SASL || cfg.ASCIIAuth) && len(cfg.UDPAddrs) > 0:
+		return errors.New("emcache: ServerConfig.UDPAddrs exclude SASL and ASCIIAuth: a datagram has no session to authenticate")
 	case (cfg.SASL || cfg.ASCIIAuth) && len(cfg.Credentials) == 0:
 		return errors.New("emcache: ServerConfig.SASL and ASCIIAuth need Credentials")
 	}
@@ -245,7 +265,8 @@ type Server struct {
 	pooled    []pooledBytes  // per worker, by id: bytes its buffer pools hold (bufpool.go)
 
 	listeners []*listener
-	acceptor  *poller // the listeners' poller (memcached's main_base); nil in the fallback
+	udp       []*udpSocket // the UDPAddrs sockets (udp.go)
+	acceptor  *poller      // the listeners' poller (memcached's main_base); nil in the fallback
 	workers   []*worker
 	next      atomic.Uint32 // round-robin cursor (memcached's last_thread)
 	open      atomic.Int64  // client connections, for MaxConns
@@ -300,6 +321,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	cfg.Addrs = slices.Clone(cfg.Addrs)
+	cfg.UDPAddrs = slices.Clone(cfg.UDPAddrs)
 	if err := cfg.fill(c); err != nil {
 		return nil, err
 	}
@@ -336,8 +358,8 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	if s.clientLimit() < 1 {
 		s.closeListeners()
 		s.closeMetrics()
-		return nil, fmt.Errorf("%w: %d leaves no room for clients beside %d listeners and %d reserved descriptors",
-			ErrMaxConnsTooLow, cfg.MaxConns, len(s.listeners), cfg.ReservedFDs)
+		return nil, fmt.Errorf("%w: %d leaves no room for clients beside %d listeners, %d UDP descriptors and %d reserved descriptors",
+			ErrMaxConnsTooLow, cfg.MaxConns, len(s.listeners), s.udpDescriptors(), cfg.ReservedFDs)
 	}
 	addProcs(cfg.Workers)
 	s.workers = make([]*worker, cfg.Workers)
@@ -366,12 +388,15 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 func (s *Server) listen() error {
 	var lc net.ListenConfig
 	for _, a := range s.cfg.Addrs {
-		ln, err := lc.Listen(context.Background(), "tcp", a)
+		ln, err := lc.Listen(context.Background(), "tcp"+ipv4Only(a), a)
 		if err != nil {
 			return fmt.Errorf("emcache: listen on %q: %w", a, err)
 		}
 		ap := ln.Addr().(*net.TCPAddr).AddrPort()
 		s.listeners = append(s.listeners, &listener{ln: ln, name: tcpName(ap), tcp: true})
+	}
+	if err := s.listenUDP(&lc); err != nil {
+		return err
 	}
 	if p := s.cfg.UnixSocket; p != "" {
 		// memcached unlinks whatever socket is there: a previous instance
@@ -400,6 +425,11 @@ func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}
+	// The workers' descriptors for these sockets keep them open until the
+	// workers close them.
+	for _, u := range s.udp {
+		u.pc.Close()
+	}
 }
 
 // tcpName formats an address as memcached's stats conns does.
@@ -413,8 +443,14 @@ func tcpName(ap netip.AddrPort) string {
 }
 
 // Addr returns the first listener's address: the first of Addrs, or the
-// Unix socket when there are none.
-func (s *Server) Addr() net.Addr { return s.listeners[0].ln.Addr() }
+// Unix socket when there are none, or the first UDP socket's when the
+// server serves UDP only.
+func (s *Server) Addr() net.Addr {
+	if len(s.listeners) == 0 {
+		return s.udp[0].pc.LocalAddr()
+	}
+	return s.listeners[0].ln.Addr()
+}
 
 // Addrs returns every listener's address, in the order of Addrs, then the
 // Unix socket's.
@@ -576,7 +612,8 @@ func (s *Server) Stats() ServerStats {
 // connInfo describes one open connection or listener for stats conns.
 type connInfo struct {
 	fd         int
-	addr       string        // peer ("tcp:1.2.3.4:5678"); the listener's own address for listeners
+	udp        bool          // a worker's descriptor for a UDP socket
+	addr       string        // peer ("tcp:1.2.3.4:5678"); the listener's own address for listeners and UDP sockets
 	listenAddr string        // the listener a connection came in on; empty for listeners
 	state      string        // memcached's state name, e.g. conn_waiting
 	idle       time.Duration // since the last request (since start for listeners)
@@ -599,6 +636,10 @@ func (s *Server) connInfos() []connInfo {
 				continue
 			}
 			act := c.activity.Load()
+			if c.udp != nil {
+				infos = append(infos, c.udp.info(id, act, now))
+				continue
+			}
 			addr := c.l.name
 			if c.l.tcp {
 				addr = tcpName(c.peer)

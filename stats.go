@@ -254,7 +254,7 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStat(out, "maxbytes", uint64(s.cache.MaxBytes()))
 	out = appendStat(out, "maxconns", uint64(cfg.MaxConns))
 	out = appendStat(out, "tcpport", uint64(tcpPort))
-	out = appendStat(out, "udpport", 0)
+	out = appendStat(out, "udpport", uint64(s.udpPort()))
 	out = appendStatStr(out, "inter", inter)
 	out = appendStat(out, "verbosity", uint64(max(s.verbosity.Load(), 0)))
 	out = appendStat(out, "oldest", 0)
@@ -262,6 +262,7 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "domain_socket", domain)
 	out = appendStatStr(out, "umask", strconv.FormatUint(uint64(mode.Perm()), 8))
 	out = appendStat(out, "num_threads", uint64(cfg.Workers))
+	out = appendStat(out, "num_threads_per_udp", uint64(s.udpWorkersPerSocket()))
 	out = appendStatStr(out, "stat_key_prefix", string(s.prefixes.delim))
 	out = appendStatStr(out, "detail_enabled", yesNo(s.prefixes.on.Load()))
 	out = appendStat(out, "reqs_per_event", uint64(cfg.ReqsPerEvent))
@@ -401,6 +402,9 @@ func (s *Server) appendSlabsStats(out []byte) []byte {
 func (s *Server) appendConnsStats(out []byte) []byte {
 	for _, ci := range s.connInfos() {
 		prefix := strconv.Itoa(ci.fd) + ":"
+		if ci.udp {
+			out = appendStatStr(out, prefix+"UDP", "UDP")
+		}
 		out = appendStatStr(out, prefix+"addr", ci.addr)
 		if ci.listenAddr != "" {
 			out = appendStatStr(out, prefix+"listen_addr", ci.listenAddr)

@@ -62,6 +62,8 @@ type options struct {
 	mode mode
 
 	port         int      // -p; 0 disables TCP, -1 asks the kernel for a port
+	portSet      bool     // -p was given: memcached's -U otherwise sets the TCP port too
+	udpPort      int      // -U; 0 (the default) disables UDP, -1 asks the kernel
 	listen       []string // -l entries, lists already split
 	unixSocket   string   // -s; disables TCP like memcached
 	unixMask     os.FileMode
@@ -146,17 +148,15 @@ var optSpecs = []optSpec{
 		if err != nil || n < -1 || n > 65535 {
 			return failf(exitUsage, "ERROR: Invalid port number %s.", v)
 		}
-		o.port = n
+		o.port, o.portSet = n, true
 		return nil
 	}},
 	{'U', "udp-port", requiredArg, func(o *options, v string, _ bool) error {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 65535 {
+		if err != nil || n < -1 || n > 65535 {
 			return failf(exitUsage, "ERROR: Invalid UDP port number %s.", v)
 		}
-		if n != 0 {
-			return failf(exitFail, "UDP is not supported by emcached (use -U 0, the default)")
-		}
+		o.udpPort = n
 		return nil
 	}},
 	{'s', "unix-socket", requiredArg, func(o *options, v string, _ bool) error {
@@ -641,6 +641,14 @@ func parseArgs(args []string) (*options, error) {
 		return nil, failf(exitUsage, "ERROR: You cannot allow the ASCII protocol while using SASL.")
 	case o.authFile != "" && o.protocol != "" && o.protocol != "ascii":
 		return nil, failf(exitUsage, "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.")
+	case o.sasl && o.udpPort != 0:
+		return nil, failf(exitUsage, "ERROR: Cannot enable UDP while using binary SASL authentication.")
+	case o.authFile != "" && o.udpPort != 0:
+		return nil, failf(exitUsage, "Cannot use UDP with ascii authentication enabled (-U 0 to disable)")
+	}
+	if o.udpPort != 0 && !o.portSet {
+		// memcached serves TCP on the UDP port when only -U is given.
+		o.port = o.udpPort
 	}
 	if o.unixSocket != "" && len(o.listen) > 0 {
 		o.warnf("-l has no effect with -s: a UNIX socket disables TCP")
@@ -648,8 +656,8 @@ func parseArgs(args []string) (*options, error) {
 	return o, nil
 }
 
-// listenAddr is one TCP listen address from -l (or the default), before
-// host names are resolved.
+// listenAddr is one TCP or UDP listen address from -l (or the default),
+// before host names are resolved.
 type listenAddr struct {
 	host string // "" = every interface
 	port int    // 0 = ask the kernel
@@ -659,11 +667,20 @@ type listenAddr struct {
 // entry is host, host:port, [ipv6] or [ipv6]:port, or a bare IPv6 address;
 // "*" means every interface; entries without a port use -p. -p 0 or -s
 // disable TCP entirely, as in memcached.
-func (o *options) tcpListeners() ([]listenAddr, error) {
-	if o.port == 0 || o.unixSocket != "" {
+func (o *options) tcpListeners() ([]listenAddr, error) { return o.listeners(o.port) }
+
+// udpListeners are the UDP sockets' addresses: memcached binds UDP on the
+// -l entries as it binds TCP, with -U as the port of entries that name
+// none. -U 0 or -s disable UDP.
+func (o *options) udpListeners() ([]listenAddr, error) { return o.listeners(o.udpPort) }
+
+// listeners applies -l to a TCP or UDP port (0 disables, -1 asks the
+// kernel for one).
+func (o *options) listeners(port int) ([]listenAddr, error) {
+	if port == 0 || o.unixSocket != "" {
 		return nil, nil
 	}
-	port := max(o.port, 0) // -p -1: the kernel picks
+	port = max(port, 0) // -1: the kernel picks
 	if len(o.listen) == 0 {
 		return []listenAddr{{host: "", port: port}}, nil
 	}

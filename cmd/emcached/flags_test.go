@@ -41,7 +41,27 @@ func TestParseArgsValid(t *testing.T) {
 		{[]string{"--port=0"}, func(t *testing.T, o *options) { assert.Equal(t, 0, o.port) }, 0},
 		{[]string{"--port", "-1"}, func(t *testing.T, o *options) { assert.Equal(t, -1, o.port) }, 0},
 		{[]string{"--po", "99"}, func(t *testing.T, o *options) { assert.Equal(t, 99, o.port) }, 0},
-		{[]string{"-U", "0", "--udp-port=0"}, func(t *testing.T, o *options) {}, 0},
+		{[]string{"-U", "0", "--udp-port=0"}, func(t *testing.T, o *options) {
+			assert.Zero(t, o.udpPort)
+			assert.Equal(t, 11211, o.port)
+		}, 0},
+		// memcached serves TCP on -U's port unless -p names one.
+		{[]string{"-U", "11222"}, func(t *testing.T, o *options) {
+			assert.Equal(t, 11222, o.udpPort)
+			assert.Equal(t, 11222, o.port)
+		}, 0},
+		{[]string{"--udp-port=-1"}, func(t *testing.T, o *options) {
+			assert.Equal(t, -1, o.udpPort)
+			assert.Equal(t, -1, o.port)
+		}, 0},
+		{[]string{"-U", "11233", "-p", "11232"}, func(t *testing.T, o *options) {
+			assert.Equal(t, 11233, o.udpPort)
+			assert.Equal(t, 11232, o.port)
+		}, 0},
+		{[]string{"-p", "0", "-U", "11252"}, func(t *testing.T, o *options) {
+			assert.Equal(t, 11252, o.udpPort)
+			assert.Zero(t, o.port)
+		}, 0},
 		{[]string{"-vv"}, func(t *testing.T, o *options) { assert.Equal(t, 2, o.verbosity) }, 0},
 		{[]string{"-v", "-v", "-v"}, func(t *testing.T, o *options) { assert.Equal(t, 3, o.verbosity) }, 0},
 		{[]string{"--verbose"}, func(t *testing.T, o *options) { assert.Equal(t, 1, o.verbosity) }, 0},
@@ -183,9 +203,12 @@ func TestParseArgsInvalid(t *testing.T) {
 		{[]string{"-a", "888"}, exitUsage, "access mask"},
 		{[]string{"-a", "1777"}, exitUsage, "access mask"},
 		// UDP.
-		{[]string{"-U", "11211"}, exitFail, "UDP is not supported"},
-		{[]string{"--udp-port=1"}, exitFail, "UDP is not supported"},
-		{[]string{"-U", "x"}, exitUsage, "Invalid UDP port"},
+		{[]string{"-U", "x"}, exitUsage, "ERROR: Invalid UDP port number x."},
+		{[]string{"-U", "-2"}, exitUsage, "ERROR: Invalid UDP port number -2."},
+		{[]string{"-U", "65536"}, exitUsage, "ERROR: Invalid UDP port number 65536."},
+		{[]string{"-S", "-U", "11211"}, exitUsage, "ERROR: Cannot enable UDP while using binary SASL authentication."},
+		{[]string{"-U", "-1", "-S"}, exitUsage, "ERROR: Cannot enable UDP while using binary SASL authentication."},
+		{[]string{"-Y", "/etc/auth", "-U", "11211"}, exitUsage, "Cannot use UDP with ascii authentication enabled (-U 0 to disable)"},
 		// -I and -m.
 		{[]string{"-I", "1000"}, exitUsage, "Item max size cannot be less than 1024 bytes."},
 		{[]string{"-I", "1023"}, exitUsage, "Item max size cannot be less than 1024 bytes."},
@@ -315,6 +338,31 @@ func TestTCPListeners(t *testing.T) {
 	}
 }
 
+func TestUDPListeners(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []listenAddr
+	}{
+		{nil, nil},
+		{[]string{"-U", "0", "-l", "127.0.0.1"}, nil},
+		{[]string{"-U", "11311"}, []listenAddr{{"", 11311}}},
+		{[]string{"-U", "-1", "-l", "127.0.0.1"}, []listenAddr{{"127.0.0.1", 0}}},
+		{[]string{"-U", "11311", "-s", "/tmp/s"}, nil},
+		// An entry's own port is the UDP socket's too, as in memcached.
+		{[]string{"-U", "11311", "-l", "127.0.0.1:5000,[::1]"}, []listenAddr{{"127.0.0.1", 5000}, {"::1", 11311}}},
+		{[]string{"-p", "0", "-U", "11311", "-l", "127.0.0.1"}, []listenAddr{{"127.0.0.1", 11311}}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			o, err := parseArgs(tt.args)
+			require.NoError(t, err)
+			got, err := o.udpListeners()
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
 func TestResolveListeners(t *testing.T) {
 	lookup := func(host string) ([]string, error) {
 		switch host {
@@ -401,7 +449,7 @@ func TestVersion(t *testing.T) {
 func TestRunRejectsBadCommandLines(t *testing.T) {
 	for _, args := range [][]string{
 		{"-B", "http"}, {"-c", "0"}, {"-c", "-1"}, {"-t", "0"}, {"-R", "0"}, {"-I", "100"},
-		{"-U", "1"}, {"-o", "bogus"}, {"--no-such-option"},
+		{"-U", "x"}, {"-S", "-U", "1"}, {"-o", "bogus"}, {"--no-such-option"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(args, &out, &errOut)

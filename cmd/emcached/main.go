@@ -100,13 +100,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(out, err)
 	}
+	udpListeners, err := o.udpListeners()
+	if err != nil {
+		return report(out, err)
+	}
+	udpAddrs, err := resolveListeners(udpListeners, lookupHost)
+	if err != nil {
+		return report(out, err)
+	}
 	if o.daemon && ready == nil {
 		return startDaemon(args, o.verbosity > 0, stderr)
 	}
-	return serve(o, addrs, users, cred, out, stderr, ready)
+	return serve(o, addrs, udpAddrs, users, cred, out, stderr, ready)
 }
 
-func serve(o *options, addrs []string, users []emcache.Credential, cred *credential, out *switchWriter, stderr io.Writer, ready *os.File) int {
+func serve(o *options, addrs, udpAddrs []string, users []emcache.Credential, cred *credential, out *switchWriter, stderr io.Writer, ready *os.File) int {
 	log := newLogger(out, o.verbosity)
 
 	// Registered before listening so that a signal arriving as soon as the
@@ -141,9 +149,10 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 
 	var srv *emcache.Server
 	var done <-chan struct{} // nil with no server: only a signal ends the wait
-	if len(addrs) > 0 || o.unixSocket != "" {
+	if len(addrs) > 0 || o.unixSocket != "" || len(udpAddrs) > 0 {
 		srv, err = c.Serve(emcache.ServerConfig{
 			Addrs:           addrs,
+			UDPAddrs:        udpAddrs,
 			UnixSocket:      o.unixSocket,
 			UnixSocketMode:  o.unixMask,
 			Workers:         o.threads,
@@ -180,13 +189,19 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 		defer srv.Close()
 		done = srv.Done()
 		if path := os.Getenv(portFileEnv); path != "" && o.unixSocket == "" {
-			if err := writePortFile(path, srv.Addrs()); err != nil {
+			if err := writePortFile(path, srv.Addrs(), srv.UDPAddrs()); err != nil {
 				return report(out, failf(exitOSErr, "failed to write the port file %s: %v", path, err))
 			}
 		}
 	} else {
-		// memcached also runs with nothing to listen on.
+		// memcached also runs with nothing to listen on, and writes its
+		// port file empty.
 		log.Warn("TCP is disabled (-p 0) and no UNIX socket is set (-s): serving nothing")
+		if path := os.Getenv(portFileEnv); path != "" {
+			if err := writePortFile(path, nil, nil); err != nil {
+				return report(out, failf(exitOSErr, "failed to write the port file %s: %v", path, err))
+			}
+		}
 	}
 
 	// Privileges are dropped after binding, so ports below 1024 work.
@@ -231,6 +246,9 @@ func serve(o *options, addrs []string, users []emcache.Credential, cred *credent
 			attrs = append(attrs, "unix", o.unixSocket)
 		} else {
 			attrs = append(attrs, "addr", srv.Addr().String())
+		}
+		if u := srv.UDPAddrs(); len(u) > 0 {
+			attrs = append(attrs, "udp", u[0].String())
 		}
 		log.Info("server listening", attrs...)
 	}
