@@ -7,6 +7,13 @@
 // ring, items read again there are promoted to a main ring managed as CLOCK,
 // and keys evicted from the small ring unread are remembered in a ghost table
 // so that their next store goes straight to the main ring.
+//
+// The Go API takes TTLs as time.Duration; memcached's exptime rules (relative
+// seconds up to 30 days, absolute Unix times beyond) apply on the wire only.
+// [Typed] gives string keys, values of a Go type through a [Codec] and a miss
+// that is no error; [Cache.GetOrLoad] loads a missing key once however many
+// callers miss it, holding it with the same lease as the meta protocol's
+// `mg <key> N`, so that network clients and Go callers never load it twice.
 package emcache
 
 import (
@@ -532,8 +539,8 @@ func (e *KeyError) Error() string { return fmt.Sprintf("emcache: key %q: %v", e.
 // Unwrap returns the key's error, so that errors.Is sees it.
 func (e *KeyError) Unwrap() error { return e.Err }
 
-// Set stores value under key unconditionally, expiring after ttl (0: never).
-// When the item is too large or cannot be stored, any old item under key is
+// Set stores value under key unconditionally, expiring after ttl (0: never),
+// with client flags 0 ([Cache.Store] sets them). When the item is too large or cannot be stored, any old item under key is
 // removed, as memcached does, so no reader sees a value older than the one
 // that failed.
 func (c *Cache) Set(key, value []byte, ttl time.Duration) error {
@@ -567,8 +574,8 @@ func (c *Cache) Prepend(key, value []byte) error {
 	return err
 }
 
-// CompareAndSwap stores value, expiring after ttl, only if the item's CAS
-// still equals cas (an [Item.CAS] read before): ErrNotFound if there is no
+// CompareAndSwap stores value, expiring after ttl and with client flags 0,
+// only if the item's CAS still equals cas (an [Item.CAS] read before): ErrNotFound if there is no
 // item, ErrExists if it changed since (or the cache has no CAS values:
 // Config.NoCAS). [Cache.Store] does the same with client flags and returns
 // the new CAS.

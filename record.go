@@ -62,7 +62,8 @@ const (
 	bitWon     = 0x10 // a recache win token was handed out
 	// bitKeyBinary: a meta command sent the key base64-encoded (b flag), so
 	// mg's k flag and me echo it encoded, as memcached's ITEM_KEY_BINARY
-	// does; a store through the classic API clears it.
+	// does; a store through the classic commands clears it, one through
+	// the Go API sets it for a key the text protocol cannot carry.
 	bitKeyBinary = 0x20
 	hasFlags     = 0x40 // the record has a client-flags field
 	hasExpiry    = 0x80 // the record has an expiry field

@@ -132,7 +132,7 @@ func ExampleClock() {
 	}
 	defer c.Close()
 
-	c.Set([]byte("token"), []byte("secret"), 3600*time.Second)
+	c.Set([]byte("token"), []byte("secret"), time.Hour)
 	clock.FastForward(time.Hour)
 	_, err = c.Get([]byte("token"))
 	fmt.Println(err)
