@@ -4,6 +4,7 @@ package emcache
 
 import (
 	"net/netip"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -54,4 +55,21 @@ func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
 		return -1, cerr
 	}
 	return fd, err
+}
+
+// dupFile returns a duplicate of the non-blocking socket fd as a file in
+// the Go runtime's poller, whose reads and writes park the goroutine
+// rather than block a thread and honour deadlines; closing it leaves fd
+// open.
+func dupFile(fd int) (*os.File, error) {
+	syscall.ForkLock.RLock()
+	nfd, err := unix.Dup(fd)
+	if err == nil {
+		unix.CloseOnExec(nfd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(nfd), "tls handshake"), nil
 }
