@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -198,7 +199,9 @@ var openSSLSuites = map[string]uint16{
 func parseCipherList(list string) ([]uint16, error) {
 	iana := make(map[string]uint16)
 	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
-		iana[cs.Name] = cs.ID
+		if slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			iana[cs.Name] = cs.ID
+		}
 	}
 	var ids []uint16
 	for _, name := range strings.FieldsFunc(list, func(r rune) bool { return r == ':' || r == ',' || r == ' ' }) {
