@@ -68,7 +68,9 @@ func (so *sslOptions) parse(name, val string, hasVal bool) error {
 		if !hasVal {
 			return failf(exitFail, "Missing ssl_keyformat argument")
 		}
-		if val != "1" && val != "2" {
+		switch val {
+		case "1", "2", "PEM", "DER":
+		default:
 			return failf(exitFail, "ssl_keyformat %s is not supported: emcached reads PEM (1) or DER (2) keys from files; OpenSSL engines are not available", val)
 		}
 		return nil
