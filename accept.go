@@ -122,10 +122,20 @@ func (s *Server) dispatch(l *listener, fd int, peer netip.AddrPort) {
 	if l.tcp {
 		setNoDelay(fd)
 	}
+	q := queuedConn{fd: fd, peer: peer, l: l}
+	if l.tls {
+		s.tls.submit(q) // handed to a worker once handshaken
+		return
+	}
+	s.toWorker(q)
+}
+
+// toWorker queues q to the next worker.
+func (s *Server) toWorker(q queuedConn) {
 	w := s.workers[(s.next.Add(1)-1)%uint32(len(s.workers))]
 	// One wake per empty-to-non-empty transition: the worker drains its
 	// notify fd before popping, so a push after the pop wakes it again.
-	if w.q.push(queuedConn{fd: fd, peer: peer, l: l}) {
+	if w.q.push(q) {
 		w.p.wake()
 	}
 }

@@ -4,6 +4,7 @@ package emcache
 
 import (
 	"net/netip"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -59,3 +60,20 @@ func setBacklog(rc syscall.RawConn, n int) (fd int, err error) {
 // dupFd duplicates fd, close-on-exec, so that a worker registers a shared
 // UDP socket in its poller under a descriptor of its own.
 func dupFd(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+
+// dupFile returns a duplicate of the non-blocking socket fd as a file in
+// the Go runtime's poller, whose reads and writes park the goroutine
+// rather than block a thread and honour deadlines; closing it leaves fd
+// open.
+func dupFile(fd int) (*os.File, error) {
+	syscall.ForkLock.RLock()
+	nfd, err := unix.Dup(fd)
+	if err == nil {
+		unix.CloseOnExec(nfd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(nfd), "tls handshake"), nil
+}

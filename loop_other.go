@@ -3,6 +3,7 @@
 package emcache
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -181,6 +182,9 @@ func (s *Server) acceptNet(l *listener) {
 			nc.Close()
 			continue
 		}
+		if l.tls {
+			nc = tls.Server(nc, s.tls.config.Load()) // handshaken by serveNet
+		}
 		c := &conn{plat: connPlat{nc: nc}, l: l, fd: s.plat.alloc(len(s.listeners))}
 		c.proto.tally = new(tally)
 		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -216,6 +220,9 @@ func (w *worker) serveNet(c *conn) {
 			s.log.Error("emcache: panic serving a connection; closing it", "id", c.fd, "panic", r)
 		}
 	}()
+	if tc, ok := nc.(*tls.Conn); ok && !s.tls.handshakeNet(tc) {
+		return
+	}
 	in := make([]byte, 0, readBufSize)
 	var out []byte
 	for {
@@ -275,6 +282,24 @@ func (w *worker) serveNet(c *conn) {
 	}
 }
 
+// handshakeNet runs a TLS connection's handshake on its own goroutine,
+// within tlsHandshakeTimeout, and counts it.
+func (t *tlsServer) handshakeNet(tc *tls.Conn) bool {
+	tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		t.hsFailures.Add(1)
+		if t.s.verbosity.Load() > 0 {
+			t.s.log.Info("TLS handshake failed", "peer", tc.RemoteAddr().String(), "err", err)
+		}
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	if t.sessions && !tc.ConnectionState().DidResume {
+		t.newSessions.Add(1)
+	}
+	return true
+}
+
 func (w *worker) closeNet(c *conn) {
 	c.plat.nc.Close()
 	w.mu.Lock()
@@ -313,6 +338,7 @@ func acceptFd(lfd int) (int, netip.AddrPort, error)     { return -1, netip.AddrP
 func dupFd(fd int) (int, error)                         { return -1, errNoPoller }
 func setNoDelay(fd int) error                           { return errNoPoller }
 func setBacklog(rc syscall.RawConn, n int) (int, error) { return -1, errNoPoller }
+func dupFile(fd int) (*os.File, error)                  { return nil, errNoPoller }
 func yieldCPU()                                         {}
 
 // udpIO is empty: the UDP goroutines keep the sender themselves.

@@ -447,6 +447,8 @@ func (s *Server) command(pc *protoConn, rest, line []byte, lineLen int, out []by
 		return lineLen, s.slabsCmd(&t, nt, out), actNone
 	case "lru":
 		return lineLen, s.lruCmd(&t, nt, out), actNone
+	case "refresh_certs":
+		return lineLen, s.refreshCertsCmd(noreply, out), actNone
 	}
 
 	if cmd[0] == 'm' && len(cmd) == 2 {

@@ -54,6 +54,7 @@ type queuedConn struct {
 	fd   int
 	peer netip.AddrPort
 	l    *listener
+	t    transport // a handshaken TLS connection's; nil for a bare socket
 }
 
 // worker owns a set of connections and the poller they wait in. Only its
@@ -276,9 +277,11 @@ func (w *worker) adopt() {
 			w.s.open.Add(-1)
 			continue
 		}
-		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: wantRead, lastActive: w.now}
+		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: wantRead, lastActive: w.now, t: q.t}
 		c.proto.tally = &w.tally
-		c.t = (*fdTransport)(&c.fd)
+		if c.t == nil {
+			c.t = (*fdTransport)(&c.fd)
+		}
 		c.proto.fd = q.fd
 		c.setActivity(w.now, stateWaiting)
 		w.mu.Lock()
@@ -296,6 +299,11 @@ func (w *worker) adopt() {
 		}
 		if w.s.verbosity.Load() >= 2 {
 			w.s.log.Info("new client connection", "fd", q.fd, "addr", q.l.name, "worker", w.id)
+		}
+		if c.t.buffered() {
+			// Requests that came with the end of a TLS handshake are off
+			// the socket already: the poller will not report them.
+			w.serve(c)
 		}
 	}
 }
@@ -366,7 +374,12 @@ func (w *worker) handToWatchers(c *conn, out []byte) {
 		w.st.curr.Add(^uint64(0))
 		s.open.Add(-1)
 	}
-	if !s.watch.add(fd, c.proto.watchKinds, out, release) {
+	t := c.t
+	if ft, ok := t.(*fdTransport); ok {
+		own := *ft // c.fd's own, which is about to read -1
+		t = &own
+	}
+	if !s.watch.add(t, c.proto.watchKinds, out, release) {
 		// The server is stopping, or other watchers took the last places
 		// since the command was answered.
 		w.closeConn(c)

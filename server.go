@@ -3,6 +3,7 @@ package emcache
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,6 +134,35 @@ type ServerConfig struct {
 	// HotKeysWindow is the time hot keys are counted over before their
 	// rates are reported (-o hotkeys_window); default 10 s.
 	HotKeysWindow time.Duration
+
+	// TLS, when set, serves every address of Addrs over TLS with this
+	// configuration (-Z): certificates, client authentication (mTLS with
+	// ClientAuth and ClientCAs), versions, suites and session tickets are
+	// its. Serve uses a clone, so later changes to it have no effect. The
+	// Unix socket and PlainAddrs stay plaintext.
+	TLS *tls.Config
+	// TLSCertFile and TLSKeyFile are PEM files of the server's certificate
+	// chain and key (-o ssl_chain_cert, ssl_key; the key may also be DER,
+	// or be in the chain's file when TLSKeyFile is empty), and TLSCAFile
+	// one of the CAs client certificates are checked against
+	// (-o ssl_ca_cert). Serve loads them into TLS's Certificates and
+	// ClientCAs (with a default TLS when it is nil), and the
+	// refresh_certs command loads them again: connections made after it
+	// get the new certificate, those before it keep theirs.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// TLSCiphers, an OpenSSL cipher list of suite names such as
+	// "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
+	// (-o ssl_ciphers), sets TLS's CipherSuites, for configurations
+	// written for memcached; names crypto/tls cannot map (OpenSSL's
+	// keywords, suites it lacks) are an error.
+	TLSCiphers string
+	// TLSWriteBuffer is how much of a TLS connection's replies is
+	// encrypted at once, at most (-o ssl_wbuf_size); default 16 KiB, one
+	// full TLS record.
+	TLSWriteBuffer int
+	// PlainAddrs are TCP listen addresses served without TLS beside the
+	// TLS ones (-l notls:host:port); only with TLS.
+	PlainAddrs []string
 }
 
 const (
@@ -142,6 +172,9 @@ const (
 	defaultBacklog        = 1024
 	defaultUnixSocketMode = 0o700
 	defaultMaxOutput      = 1 << 20
+	// defaultTLSWriteBuffer is memcached's ssl_wbuf_size: one TLS
+	// record's worth of plaintext.
+	defaultTLSWriteBuffer = 16 << 10
 
 	// shutdownCommandGrace bounds the graceful stop the shutdown command
 	// starts; slower clients are then disconnected.
@@ -149,8 +182,8 @@ const (
 )
 
 func (cfg *ServerConfig) fill(c *Cache) error {
-	if len(cfg.Addrs) == 0 && cfg.UnixSocket == "" && len(cfg.UDPAddrs) == 0 {
-		return errors.New("emcache: ServerConfig needs Addrs, UnixSocket or UDPAddrs")
+	if len(cfg.Addrs) == 0 && len(cfg.PlainAddrs) == 0 && cfg.UnixSocket == "" && len(cfg.UDPAddrs) == 0 {
+		return errors.New("emcache: ServerConfig needs Addrs, PlainAddrs, UnixSocket or UDPAddrs")
 	}
 	for i, a := range cfg.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
@@ -160,6 +193,11 @@ func (cfg *ServerConfig) fill(c *Cache) error {
 	for i, a := range cfg.UDPAddrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("emcache: ServerConfig.UDPAddrs[%d] %q is not host:port: %w", i, a, err)
+		}
+	}
+	for i, a := range cfg.PlainAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("emcache: ServerConfig.PlainAddrs[%d] %q is not host:port: %w", i, a, err)
 		}
 	}
 	ints := []struct {
@@ -175,6 +213,7 @@ func (cfg *ServerConfig) fill(c *Cache) error {
 		{"Backlog", &cfg.Backlog, defaultBacklog},
 		{"MaxOutput", &cfg.MaxOutput, defaultMaxOutput},
 		{"MaxItemSize", &cfg.MaxItemSize, c.MaxItemSize()},
+		{"TLSWriteBuffer", &cfg.TLSWriteBuffer, defaultTLSWriteBuffer},
 	}
 	for _, f := range ints {
 		if *f.v < 0 {
@@ -257,6 +296,7 @@ type Server struct {
 	lru       lruTuning     // lru tune (admin.go)
 	prefixes  prefixStats   // stats detail (admin.go)
 	hot       hotKeys       // stats hotkeys and bigkeys (hotkeys.go)
+	tls       tlsServer     // handshakes, certificates and their stats (tls.go)
 	watch     watchHub      // watch connections (watch.go)
 	watchDone chan struct{} // closed once the hub's writer has stopped
 	automove  atomic.Int32  // slab_automove as last set; nothing to move
@@ -300,6 +340,7 @@ type listener struct {
 	fd   int    // the socket, polled by the acceptor; also shown by stats conns
 	name string // "tcp:127.0.0.1:11211" or "unix:/path", as memcached prints it
 	tcp  bool
+	tls  bool // its connections are handshaken first (tls.go)
 }
 
 // Serve starts serving c on cfg's addresses and returns once it listens.
@@ -322,6 +363,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	}
 	cfg.Addrs = slices.Clone(cfg.Addrs)
 	cfg.UDPAddrs = slices.Clone(cfg.UDPAddrs)
+	cfg.PlainAddrs = slices.Clone(cfg.PlainAddrs)
 	if err := cfg.fill(c); err != nil {
 		return nil, err
 	}
@@ -329,6 +371,10 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	if err := cfg.fillHotKeys(); err != nil {
+		return nil, err
+	}
+	tlsBase, keyFormat, err := cfg.loadTLS()
+	if err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -347,6 +393,7 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 	s.lru.set(defaultHotLRUPct, defaultWarmLRUPct, defaultHotFactor, defaultWarmFactor)
 	s.watch.init(cfg.WatcherBufSize)
 	s.verbosity.Store(int32(cfg.Verbosity))
+	s.tls.init(s, tlsBase, keyFormat)
 	if err := s.listen(); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -387,13 +434,14 @@ func (c *Cache) Serve(cfg ServerConfig) (*Server, error) {
 
 func (s *Server) listen() error {
 	var lc net.ListenConfig
-	for _, a := range s.cfg.Addrs {
+	for i, a := range slices.Concat(s.cfg.Addrs, s.cfg.PlainAddrs) {
 		ln, err := lc.Listen(context.Background(), "tcp"+ipv4Only(a), a)
 		if err != nil {
 			return fmt.Errorf("emcache: listen on %q: %w", a, err)
 		}
 		ap := ln.Addr().(*net.TCPAddr).AddrPort()
-		s.listeners = append(s.listeners, &listener{ln: ln, name: tcpName(ap), tcp: true})
+		tls := s.cfg.TLS != nil && i < len(s.cfg.Addrs)
+		s.listeners = append(s.listeners, &listener{ln: ln, name: tcpName(ap), tcp: true, tls: tls})
 	}
 	if err := s.listenUDP(&lc); err != nil {
 		return err
@@ -452,8 +500,8 @@ func (s *Server) Addr() net.Addr {
 	return s.listeners[0].ln.Addr()
 }
 
-// Addrs returns every listener's address, in the order of Addrs, then the
-// Unix socket's.
+// Addrs returns every listener's address, in the order of Addrs, then
+// PlainAddrs, then the Unix socket's.
 func (s *Server) Addrs() []net.Addr {
 	addrs := make([]net.Addr, len(s.listeners))
 	for i, l := range s.listeners {
@@ -512,6 +560,9 @@ func (s *Server) stopAccepting() {
 			s.acceptWG.Wait()
 			s.acceptor.close()
 			s.closeListeners()
+			// Before the workers may stop: a handshake that completes
+			// hands its connection to one.
+			s.tls.stop()
 		} else {
 			s.closeListeners()
 			s.acceptWG.Wait()

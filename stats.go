@@ -212,6 +212,7 @@ func (s *Server) appendGeneralStats(out []byte) []byte {
 	out = appendStat(out, "log_watcher_skipped", s.watch.skipped.Load())
 	out = appendStat(out, "log_watcher_sent", s.watch.sent.Load())
 	out = appendStat(out, "log_watchers", uint64(s.watch.count.Load()))
+	out = s.appendTLSStats(out)
 	out = appendStat(out, "bytes", cs.Bytes)
 	out = appendStat(out, "curr_items", cs.CurrItems)
 	out = appendStat(out, "total_items", cs.TotalItems)
@@ -288,6 +289,7 @@ func (s *Server) appendSettingsStats(out []byte) []byte {
 	out = appendStatStr(out, "warm_max_factor", strconv.FormatFloat(warmFactor, 'f', 2, 64))
 	out = appendStat(out, "idle_timeout", uint64(cfg.IdleTimeout/time.Second))
 	out = appendStatStr(out, "track_sizes", "no")
+	out = s.appendTLSSettings(out)
 	out = appendStatStr(out, "shutdown_command", yesNo(cfg.AllowShutdown))
 	out = appendStat(out, "client_flags_size", 4)
 	memFile := "(null)" // memcached prints its unset memory_file so

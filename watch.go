@@ -52,7 +52,7 @@ const (
 
 // watcher is one watching connection.
 type watcher struct {
-	fd      int
+	t       transport // the connection's, handed over by its worker
 	kinds   uint32
 	buf     []byte // lines not yet written
 	skipped uint64
@@ -89,15 +89,15 @@ func (h *watchHub) init(limit int) {
 // before formatting anything.
 func (h *watchHub) wants(kind uint32) bool { return h.kinds.Load()&kind != 0 }
 
-// add makes fd a watcher of kinds, its first bytes pending; false if
-// there are too many.
-func (h *watchHub) add(fd int, kinds uint32, pending []byte, release func()) bool {
+// add makes the connection t carries a watcher of kinds, its first bytes
+// pending; false if there are too many.
+func (h *watchHub) add(t transport, kinds uint32, pending []byte, release func()) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || len(h.watchers) >= maxWatchers {
 		return false
 	}
-	h.watchers = append(h.watchers, &watcher{fd: fd, kinds: kinds, buf: append([]byte(nil), pending...), release: release})
+	h.watchers = append(h.watchers, &watcher{t: t, kinds: kinds, buf: append([]byte(nil), pending...), release: release})
 	h.kinds.Store(h.kinds.Load() | kinds)
 	h.count.Store(int64(len(h.watchers)))
 	h.signal()
@@ -158,7 +158,7 @@ func (h *watchHub) run() {
 		case <-h.done:
 			h.mu.Lock()
 			for _, w := range h.watchers {
-				closeFd(w.fd)
+				w.t.close()
 				w.release()
 			}
 			h.watchers = nil
@@ -184,11 +184,11 @@ func (h *watchHub) flush() {
 	var kinds uint32
 	for _, w := range h.watchers {
 		alive := true
-		if n, err := readFd(w.fd, scratch[:]); err == nil && n == 0 || err != nil && err != errWouldBlock {
+		if n, err := w.t.read(scratch[:]); err == nil && n == 0 || err != nil && err != errWouldBlock {
 			alive = false
 		}
 		for alive && len(w.buf) > 0 {
-			n, err := writeFd(w.fd, w.buf)
+			n, err := w.t.write(w.buf)
 			if err == errWouldBlock {
 				break
 			}
@@ -199,7 +199,7 @@ func (h *watchHub) flush() {
 			w.buf = w.buf[:copy(w.buf, w.buf[n:])]
 		}
 		if !alive {
-			closeFd(w.fd)
+			w.t.close()
 			w.release()
 			continue
 		}

@@ -111,7 +111,8 @@ func TestWatchRefusals(t *testing.T) {
 func TestWatchSkipsWhatDoesNotFit(t *testing.T) {
 	var h watchHub
 	h.init(1024)
-	require.True(t, h.add(-1, logFetchers, nil, func() {}))
+	none := fdTransport(-1)
+	require.True(t, h.add(&none, logFetchers, nil, func() {}))
 	w := h.watchers[0]
 	line := func(b []byte) []byte { return append(b, "type=item_get key=x"...) }
 	for range 100 {

@@ -15,6 +15,14 @@
 package emcachetest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
 	"sync"
 	"time"
 
@@ -42,6 +50,8 @@ type Server struct {
 	addr  string
 	clock *Clock
 	once  sync.Once
+	// clientTLS trusts the certificate WithTLS made; nil without it.
+	clientTLS *tls.Config
 }
 
 // Option changes how [NewServer] configures the cache or the server.
@@ -50,6 +60,7 @@ type Option func(*options)
 type options struct {
 	cache  emcache.Config
 	server emcache.ServerConfig
+	tls    bool
 }
 
 // WithConfig configures the cache. Its Now is replaced by the server's
@@ -63,6 +74,16 @@ func WithConfig(cfg emcache.Config) Option {
 // Workers means one.
 func WithServerConfig(cfg emcache.ServerConfig) Option {
 	return func(o *options) { o.server = cfg }
+}
+
+// WithTLS serves over TLS, with a certificate for 127.0.0.1 and
+// localhost made for the server (an ECDSA P-256 key, valid for a day) that
+// [Server.ClientTLS] trusts. It replaces the TLS settings of
+// [WithServerConfig], whichever comes first; for client certificates
+// (mTLS) or other versions, give WithServerConfig a TLS of its own
+// instead.
+func WithTLS() Option {
+	return func(o *options) { o.tls = true }
 }
 
 // NewServer starts a cache and a server for it on a kernel-chosen loopback
@@ -85,6 +106,14 @@ func NewServer(tb TB, opts ...Option) *Server {
 		// and what lets thousands of test servers coexist.
 		o.server.Workers = 1
 	}
+	var clientTLS *tls.Config
+	if o.tls {
+		var err error
+		if o.server.TLS, clientTLS, err = selfSigned(); err != nil {
+			tb.Fatalf("emcachetest: %v", err)
+		}
+		o.server.TLSCertFile, o.server.TLSKeyFile, o.server.TLSCAFile = "", "", ""
+	}
 	clock := NewClock(time.Now())
 	o.cache.Now = clock.Now
 	c, err := emcache.New(o.cache)
@@ -96,7 +125,7 @@ func NewServer(tb TB, opts ...Option) *Server {
 		c.Close()
 		tb.Fatalf("emcachetest: %v", err)
 	}
-	s := &Server{tb: tb, cache: c, srv: srv, addr: srv.Addr().String(), clock: clock}
+	s := &Server{tb: tb, cache: c, srv: srv, addr: srv.Addr().String(), clock: clock, clientTLS: clientTLS}
 	tb.Cleanup(s.Close)
 	return s
 }
@@ -104,6 +133,50 @@ func NewServer(tb TB, opts ...Option) *Server {
 // Addr returns the address clients dial: "127.0.0.1:port" (or the Unix
 // socket's path when [WithServerConfig] asked for one only).
 func (s *Server) Addr() string { return s.addr }
+
+// ClientTLS returns a client configuration that trusts the server's
+// certificate of [WithTLS], for tls.Dial or a client's TLS option; nil
+// without WithTLS. Each call returns a new one, for the test to change.
+func (s *Server) ClientTLS() *tls.Config {
+	if s.clientTLS == nil {
+		return nil
+	}
+	return s.clientTLS.Clone()
+}
+
+// selfSigned makes WithTLS's certificate and the client configuration that
+// trusts it.
+func selfSigned() (server, client *tls.Config, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(now.UnixNano()),
+		Subject:               pkix.Name{CommonName: "emcachetest"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
+	return server, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}, nil
+}
 
 // Cache returns the served cache, to seed it before the code under test runs
 // or to inspect it afterwards, without going through the network.

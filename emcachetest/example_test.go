@@ -2,6 +2,7 @@ package emcachetest_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -121,6 +122,26 @@ func ExampleServer_InjectFault() {
 	// SERVER_ERROR out of memory storing object
 	// STORED
 	// EOF
+}
+
+// WithTLS serves over TLS; ClientTLS is what a client dials with.
+func ExampleWithTLS() {
+	t := &exampleT{} // a test passes its *testing.T
+	defer t.done()
+
+	ts := emcachetest.NewServer(t, emcachetest.WithTLS())
+	conn, err := tls.Dial("tcp", ts.Addr(), ts.ClientTLS())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	send(conn, r, "set secret 0 0 6\r\nsesame\r\nget secret\r\n", "END")
+	// Output:
+	// STORED
+	// VALUE secret 0 6
+	// sesame
+	// END
 }
 
 // A Clock also drives a cache used without a server.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -99,6 +100,16 @@ type options struct {
 	hotK      int
 	hotWindow time.Duration
 
+	// -Z and its -o ssl_* options; plainListen are the -l entries that
+	// said notls:, without it.
+	tls         bool
+	ssl         sslOptions
+	plainListen []string
+	// Settled from the above before serving: the notls addresses resolved
+	// and -Z's configuration (nil without -Z).
+	plainAddrs []string
+	tlsBase    *tls.Config
+
 	// warnings are printed before the server starts: options accepted for
 	// compatibility that change nothing here.
 	warnings []string
@@ -114,6 +125,7 @@ func defaultOptions() *options {
 		maxItemSize:  defaultItemSize,
 		reqsPerEvent: defaultReqsPerEvent,
 		backlog:      defaultBacklog,
+		ssl:          defaultSSLOptions(),
 	}
 }
 
@@ -178,7 +190,12 @@ var optSpecs = []optSpec{
 	{'l', "listen", requiredArg, func(o *options, v string, _ bool) error {
 		// memcached splits on both separators (strtok_r with ";,").
 		for _, a := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' }) {
-			o.listen = append(o.listen, strings.TrimSpace(a))
+			a = strings.TrimSpace(a)
+			if rest, ok := strings.CutPrefix(a, "notls:"); ok {
+				o.plainListen = append(o.plainListen, rest)
+				continue
+			}
+			o.listen = append(o.listen, a)
 		}
 		return nil
 	}},
@@ -333,7 +350,10 @@ var optSpecs = []optSpec{
 		o.authFile = v
 		return nil
 	}},
-	{'Z', "enable-ssl", noArg, refuse("-Z (TLS)")},
+	{'Z', "enable-ssl", noArg, func(o *options, _ string, _ bool) error {
+		o.tls = true
+		return nil
+	}},
 	{'o', "extended", requiredArg, func(o *options, v string, _ bool) error {
 		return o.parseSubopts(v)
 	}},
@@ -418,8 +438,8 @@ const (
 	subValued               // needs name=value
 )
 
-// ignoredSubopts are memcached 1.6.18's -o tuning knobs (including its TLS
-// and extstore ones) that have no counterpart here: they are accepted so
+// ignoredSubopts are memcached 1.6.18's -o tuning knobs (including its
+// extstore ones) that have no counterpart here: they are accepted so
 // existing command lines keep starting, with a warning. Anything else is an
 // illegal suboption, as in memcached.
 var ignoredSubopts = map[string]subopt{
@@ -442,11 +462,7 @@ var ignoredSubopts = map[string]subopt{
 	"no_chunked_items": subFlag,
 	"drop_privileges":  subFlag, "no_drop_privileges": subFlag,
 	"sock_cookie_id": subFlag,
-	"ssl_chain_cert": subValued, "ssl_key": subValued, "ssl_verify_mode": subValued,
-	"ssl_keyformat": subValued, "ssl_ciphers": subValued, "ssl_ca_cert": subValued,
-	"ssl_wbuf_size": subValued, "ssl_session_cache": subFlag, "ssl_kernel_tls": subFlag,
-	"ssl_min_version": subValued,
-	"ext_path":        subValued, "ext_page_size": subValued, "ext_wbuf_size": subValued,
+	"ext_path":       subValued, "ext_page_size": subValued, "ext_wbuf_size": subValued,
 	"ext_threads": subValued, "ext_io_depth": subValued, "ext_item_size": subValued,
 	"ext_item_age": subValued, "ext_low_ttl": subValued, "ext_drop_unread": subFlag,
 	"ext_recache_rate": subValued, "ext_compact_under": subValued,
@@ -508,6 +524,14 @@ func (o *options) parseSubopts(list string) error {
 			}
 			o.hotWindow = time.Duration(n) * time.Second
 		default:
+			if strings.HasPrefix(name, "ssl_") {
+				if err := o.ssl.parse(name, val, hasVal); err != errNotSSL {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+			}
 			kind, ok := ignoredSubopts[name]
 			if !ok {
 				return failf(exitFail, "Illegal suboption %q", item)
@@ -650,8 +674,14 @@ func parseArgs(args []string) (*options, error) {
 		// memcached serves TCP on the UDP port when only -U is given.
 		o.port = o.udpPort
 	}
-	if o.unixSocket != "" && len(o.listen) > 0 {
+	if o.unixSocket != "" && len(o.listen)+len(o.plainListen) > 0 {
 		o.warnf("-l has no effect with -s: a UNIX socket disables TCP")
+	}
+	if len(o.plainListen) > 0 && !o.tls {
+		return nil, failf(exitFail, "'notls' option is valid only when SSL is enabled")
+	}
+	if o.tls && o.port == 0 {
+		return nil, failf(exitUsage, "ERROR: You cannot enable SSL without a TCP port.")
 	}
 	return o, nil
 }
@@ -681,11 +711,24 @@ func (o *options) listeners(port int) ([]listenAddr, error) {
 		return nil, nil
 	}
 	port = max(port, 0) // -1: the kernel picks
-	if len(o.listen) == 0 {
+	if len(o.listen) == 0 && len(o.plainListen) == 0 {
 		return []listenAddr{{host: "", port: port}}, nil
 	}
+	return o.parseListen(o.listen, port)
+}
+
+// plainListeners are the -l notls: listeners, in tcpListeners' terms.
+func (o *options) plainListeners() ([]listenAddr, error) {
+	if o.port == 0 || o.unixSocket != "" {
+		return nil, nil
+	}
+	return o.parseListen(o.plainListen, max(o.port, 0))
+}
+
+// parseListen reads -l entries; port is for those that name none.
+func (o *options) parseListen(entries []string, port int) ([]listenAddr, error) {
 	var out []listenAddr
-	for _, entry := range o.listen {
+	for _, entry := range entries {
 		host, p := entry, port
 		if strings.HasPrefix(entry, "[") {
 			end := strings.IndexByte(entry, ']')

@@ -92,6 +92,15 @@ func TestParseArgsValid(t *testing.T) {
 		{[]string{"-I", "512k", "-m", "1"}, func(t *testing.T, o *options) { assert.Equal(t, 512<<10, o.maxItemSize) }, 0},
 		{[]string{"-m", "2048", "-I", "1024m"}, func(t *testing.T, o *options) { assert.Equal(t, 1<<30, o.maxItemSize) }, 0},
 		{[]string{"-I", "1024m", "-m", "2048"}, func(t *testing.T, o *options) { assert.Equal(t, 1<<30, o.maxItemSize) }, 0},
+		{[]string{"-Z", "-o", "ssl_chain_cert=c.pem,ssl_key=k.pem,ssl_ca_cert=ca.pem,ssl_verify_mode=2", "-o", "ssl_min_version=3,ssl_session_cache,ssl_wbuf_size=64,ssl_ciphers=AES128-SHA"}, func(t *testing.T, o *options) {
+			assert.True(t, o.tls)
+			assert.Equal(t, sslOptions{chainCert: "c.pem", key: "k.pem", caCert: "ca.pem", ciphers: "AES128-SHA",
+				verifyMode: 2, minVersion: 3, wbufSize: 64 << 10, sessionCache: true}, o.ssl)
+		}, 0},
+		{[]string{"-Z", "-l", "notls:127.0.0.1:5000,127.0.0.1:6000"}, func(t *testing.T, o *options) {
+			assert.Equal(t, []string{"127.0.0.1:6000"}, o.listen)
+			assert.Equal(t, []string{"127.0.0.1:5000"}, o.plainListen)
+		}, 0},
 		{[]string{"-c", "10", "-t", "2", "-R", "5", "-b", "7"}, func(t *testing.T, o *options) {
 			assert.Equal(t, 10, o.maxConns)
 			assert.Equal(t, 2, o.threads)
@@ -119,7 +128,7 @@ func TestParseArgsValid(t *testing.T) {
 		}, 3},
 		{[]string{"-o", "no_modern"}, func(t *testing.T, o *options) { assert.True(t, o.noCrawler) }, 0},
 		{[]string{"-o", "no_modern,lru_crawler"}, func(t *testing.T, o *options) { assert.False(t, o.noCrawler) }, 0},
-		{[]string{"-o", "ssl_chain_cert=/x,ext_path=/d/f:5G,slab_automove=2,maxconns_fast"}, func(t *testing.T, o *options) {}, 4},
+		{[]string{"-o", "ssl_chain_cert=/x,ext_path=/d/f:5G,slab_automove=2,maxconns_fast"}, func(t *testing.T, o *options) { assert.Equal(t, "/x", o.ssl.chainCert) }, 3},
 		{[]string{"-l", "127.0.0.1,::1;10.0.0.1"}, func(t *testing.T, o *options) {
 			assert.Equal(t, []string{"127.0.0.1", "::1", "10.0.0.1"}, o.listen)
 		}, 0},
@@ -253,9 +262,17 @@ func TestParseArgsInvalid(t *testing.T) {
 		{[]string{"--port"}, exitFail, "option '--port' requires an argument"},
 		{[]string{"-t"}, exitFail, "option requires an argument -- 't'"},
 		{[]string{"--verbose=x"}, exitFail, "Invalid verbosity"},
+		// TLS, with memcached's messages.
+		{[]string{"-l", "notls:127.0.0.1:5000"}, exitFail, "'notls' option is valid only when SSL is enabled"},
+		{[]string{"-Z", "-p", "0"}, exitUsage, "ERROR: You cannot enable SSL without a TCP port."},
+		{[]string{"-o", "ssl_chain_cert"}, exitFail, "Missing ssl_chain_cert argument"},
+		{[]string{"-o", "ssl_verify_mode=4"}, exitFail, "Invalid ssl_verify_mode. Use help to see valid options."},
+		{[]string{"-o", "ssl_verify_mode=x"}, exitFail, "could not parse argument to ssl_verify_mode"},
+		{[]string{"-o", "ssl_min_version=-1"}, exitFail, "Invalid ssl_min_version. Use help to see valid options."},
+		{[]string{"-o", "ssl_min_version"}, exitFail, "Missing ssl_min_version argument"},
+		{[]string{"-o", "ssl_wbuf_size=x"}, exitFail, "could not parse argument to ssl_wbuf_size"},
+		{[]string{"-o", "ssl_keyformat=ENGINE"}, exitFail, "OpenSSL engines are not available"},
 		// memcached features emcached refuses rather than ignores.
-		{[]string{"-Z"}, exitFail, "TLS"},
-		{[]string{"--enable-ssl"}, exitFail, "TLS"},
 		// Authentication picks the protocol.
 		{[]string{"-S", "-B", "auto"}, exitUsage, "You cannot allow the ASCII protocol while using SASL."},
 		{[]string{"-B", "ascii", "-S"}, exitUsage, "You cannot allow the ASCII protocol while using SASL."},

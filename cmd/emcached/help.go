@@ -24,6 +24,8 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
 -l, --listen=<addr>       interface to listen on (default: INADDR_ANY)
                           comma separated or repeated; <addr> may be
                           <host>, <host>:<port>, [<ipv6>]:<port> or *
+                          if TLS/SSL is enabled, 'notls' prefix can be used to
+                          disable for specific listeners (-l notls:<ip>:<port>)
 -d, --daemon              run as a daemon
 -r, --enable-coredumps    maximize core file limit (ignored)
 -u, --user=<user>         assume identity of <username> (only when run as root)
@@ -63,7 +65,7 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
                           user:pass lines
 -e, --memory-file=<file>  mmap a file for item memory, kept across restarts
                           (put it on tmpfs, e.g. /dev/shm)
--Z, --enable-ssl          enable TLS/SSL (not supported)
+-Z, --enable-ssl          enable TLS/SSL
 -N, --napi-ids=<num>      number of napi ids (ignored)
 -o, --extended            comma separated list of extended options
    - idle_timeout:        timeout in seconds for idle connections. (default: 0, no timeout)
@@ -80,8 +82,25 @@ const usageText = `-p, --port=<num>          TCP port to listen on (default: 112
                           (default: 10, max: 1000)
    - hotkeys_window:      seconds hot keys are counted over; stats hotkeys
                           reports the last complete window (default: 10)
+   - ssl_chain_cert:      certificate chain file in PEM format
+   - ssl_key:             private key, if not part of the -ssl_chain_cert
+   - ssl_keyformat:       private key format, 1 (PEM) or 2 (DER) (default: PEM;
+                          the file says which: OpenSSL engines are not available)
+   - ssl_verify_mode:     peer certificate verification mode, default is 0(None).
+                          valid values are 0(None), 1(Request), 2(Require)
+                          or 3(Once)
+   - ssl_ciphers:         specify cipher list to be used: OpenSSL names of
+                          TLS 1.2 suites, colon separated (no keywords)
+   - ssl_ca_cert:         PEM format file of acceptable client CA's
+   - ssl_wbuf_size:       size in kilobytes of per-connection SSL output buffer
+                          (default: 16)
+   - ssl_session_cache:   enable server-side SSL session cache, to support session
+                          resumption (session tickets)
+   - ssl_kernel_tls:      enable kernel TLS offload (not available)
+   - ssl_min_version:     minimum protocol version to accept (default: tlsv1.2)
+                          valid values are 0(tlsv1.0), 1(tlsv1.1), 2(tlsv1.2), or 3(tlsv1.3).
    memcached's other tuning options (hashpower, lru_*, slab_*, hash_algorithm,
-   *_logbuf_size, read_buf_mem_limit, ssl_*, ext_*, ...) are accepted and
+   *_logbuf_size, read_buf_mem_limit, ext_*, ...) are accepted and
    ignored with a warning; an unknown one is an error.
 `
 

@@ -108,6 +108,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(out, err)
 	}
+	plain, err := o.plainListeners()
+	if err == nil {
+		o.plainAddrs, err = resolveListeners(plain, lookupHost)
+	}
+	if err != nil {
+		return report(out, err)
+	}
+	if o.tls {
+		if o.tlsBase, err = o.ssl.tlsConfig(); err != nil {
+			return report(out, err)
+		}
+	}
 	if o.daemon && ready == nil {
 		return startDaemon(args, o.verbosity > 0, stderr)
 	}
@@ -149,7 +161,7 @@ func serve(o *options, addrs, udpAddrs []string, users []emcache.Credential, cre
 
 	var srv *emcache.Server
 	var done <-chan struct{} // nil with no server: only a signal ends the wait
-	if len(addrs) > 0 || o.unixSocket != "" || len(udpAddrs) > 0 {
+	if len(addrs) > 0 || len(o.plainAddrs) > 0 || o.unixSocket != "" || len(udpAddrs) > 0 {
 		srv, err = c.Serve(emcache.ServerConfig{
 			Addrs:           addrs,
 			UDPAddrs:        udpAddrs,
@@ -179,9 +191,23 @@ func serve(o *options, addrs, udpAddrs []string, users []emcache.Credential, cre
 			HotKeysSample:   o.hotSample,
 			HotKeysK:        o.hotK,
 			HotKeysWindow:   o.hotWindow,
+			TLS:             o.tlsBase,
+			TLSCertFile:     o.ssl.chainCert,
+			TLSKeyFile:      o.ssl.key,
+			TLSCAFile:       o.ssl.caCert,
+			TLSCiphers:      o.ssl.ciphers,
+			TLSWriteBuffer:  o.ssl.wbufSize,
+			PlainAddrs:      o.plainAddrs,
 		})
 		if errors.Is(err, emcache.ErrMaxConnsTooLow) {
 			return report(out, failf(exitUsage, "maxconns setting is too low"))
+		}
+		if errors.Is(err, emcache.ErrTLSFiles) {
+			// memcached's own words for the file, after the package's prefix.
+			return report(out, failf(exitUsage, "%s", strings.TrimPrefix(err.Error(), "emcache: ")))
+		}
+		if errors.Is(err, emcache.ErrTLSCiphers) {
+			return report(out, failf(exitUsage, "Error setting the provided cipher(s): %s (%v)", o.ssl.ciphers, err))
 		}
 		if err != nil {
 			return report(out, failf(exitOSErr, "failed to listen: %v", err))
