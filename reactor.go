@@ -78,8 +78,8 @@ type worker struct {
 	refs     outRefs  // obuf's arena references (pin.go)
 	freeRefs []*outRefs
 	pins     []*arenaPin // spare pins
-	yield    []*conn     // connections that hit ReqsPerEvent, served next iteration
-	yield2   []*conn     // the other yield list, swapped to avoid allocation
+	yield    []*conn  // connections that hit ReqsPerEvent, served next iteration
+	yield2   []*conn  // the other yield list, swapped to avoid allocation
 	popped   []queuedConn
 	now      int64 // s.clock() after the last wait
 	nextScan int64 // next idle-timeout check
@@ -106,7 +106,7 @@ type conn struct {
 	fd    int       // names the connection; -1 once closed
 	t     transport // carries its bytes; &fd as an *fdTransport
 	in    []byte
-	out   []byte   // unsent replies; nil when everything is sent
+	out   []byte // unsent replies; nil when everything is sent
 	refs  *outRefs // the values out refers to; nil when none
 	l     *listener
 	peer  netip.AddrPort

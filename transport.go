@@ -51,8 +51,8 @@ type vectorWriter interface {
 // costs no allocation and no memory beyond the interface value.
 type fdTransport int
 
-func (t *fdTransport) read(b []byte) (int, error)     { return readFd(int(*t), b) }
-func (t *fdTransport) write(b []byte) (int, error)    { return writeFd(int(*t), b) }
+func (t *fdTransport) read(b []byte) (int, error)  { return readFd(int(*t), b) }
+func (t *fdTransport) write(b []byte) (int, error) { return writeFd(int(*t), b) }
 func (t *fdTransport) writev(b [][]byte) (int, error) { return writevFd(int(*t), b) }
-func (t *fdTransport) buffered() bool                 { return false }
-func (t *fdTransport) close() error                   { return closeFd(int(*t)) }
+func (t *fdTransport) buffered() bool              { return false }
+func (t *fdTransport) close() error                { return closeFd(int(*t)) }
