@@ -75,9 +75,6 @@ type worker struct {
 	free     [][]byte // spare readBufSize buffers for partial input / pending output
 	big      [][]byte // spare larger buffers, maxBigPool bytes at most
 	bigBytes int      // total capacity held in big
-	refs     outRefs  // obuf's arena references (pin.go)
-	freeRefs []*outRefs
-	pins     []*arenaPin // spare pins
 	yield    []*conn  // connections that hit ReqsPerEvent, served next iteration
 	yield2   []*conn  // the other yield list, swapped to avoid allocation
 	popped   []queuedConn
@@ -107,7 +104,6 @@ type conn struct {
 	t     transport // carries its bytes; &fd as an *fdTransport
 	in    []byte
 	out   []byte // unsent replies; nil when everything is sent
-	refs  *outRefs // the values out refers to; nil when none
 	l     *listener
 	peer  netip.AddrPort
 	// activity packs the last activity time (s.clock) and the stats conns
@@ -120,7 +116,6 @@ type conn struct {
 	closing    bool // close once out is sent
 	needMore   bool // in holds only an incomplete request
 	inYield    bool
-	vectored   bool // t is a vectorWriter: large values go by reference
 }
 
 func (c *conn) setActivity(t int64, state uint64) {
@@ -140,7 +135,6 @@ func (s *Server) startReactor() error {
 		w.p = p
 		w.rbuf = make([]byte, readBufSize)
 		w.obuf = make([]byte, 0, readBufSize)
-		w.refs.w = w
 	}
 	fail := func(err error) error {
 		for _, w := range s.workers {
@@ -281,7 +275,6 @@ func (w *worker) adopt() {
 		c := &conn{fd: q.fd, l: q.l, peer: q.peer, interest: wantRead, lastActive: w.now}
 		c.proto.tally = &w.tally
 		c.t = (*fdTransport)(&c.fd)
-		_, c.vectored = c.t.(vectorWriter)
 		c.proto.fd = q.fd
 		c.setActivity(w.now, stateWaiting)
 		w.mu.Lock()
@@ -382,7 +375,6 @@ func (w *worker) handToWatchers(c *conn, out []byte) {
 	w.putBuf(c.in)
 	w.putBuf(c.out)
 	c.in, c.out = nil, nil
-	w.dropRefs(c)
 	w.nconns--
 }
 
@@ -402,7 +394,6 @@ func (w *worker) closeConn(c *conn) {
 	w.putBuf(c.in)
 	w.putBuf(c.out)
 	c.in, c.out = nil, nil
-	w.dropRefs(c)
 	w.nconns--
 	w.st.curr.Add(^uint64(0))
 	w.s.open.Add(-1)
@@ -462,10 +453,9 @@ func (w *worker) serve(c *conn) {
 	c.epoch = w.epoch
 	defer w.recoverServe(c)
 	r := round{out: w.outBuf(c), budget: w.s.cfg.ReqsPerEvent}
-	w.bindRefs(c)
 	next := stepOn
 	for next == stepOn && r.budget > 0 && !c.closing {
-		if c.proto.outLen(r.out) > w.s.cfg.MaxOutput {
+		if len(r.out) > w.s.cfg.MaxOutput {
 			if next = w.relieve(c, &r); next != stepOn {
 				break
 			}
@@ -540,8 +530,7 @@ func (w *worker) relieve(c *conn, r *round) step {
 		return stepGone
 	}
 	r.out = w.outBuf(c)
-	w.bindRefs(c)
-	if c.proto.outLen(r.out) > w.s.cfg.MaxOutput {
+	if len(r.out) > w.s.cfg.MaxOutput {
 		r.blocked = true
 		return stepStop
 	}
@@ -615,7 +604,7 @@ func (w *worker) execute(c *conn, r *round, data []byte) step {
 	case actNone:
 		return stepOn
 	case actWatch:
-		w.handToWatchers(c, w.inlineRefs(c, r.out))
+		w.handToWatchers(c, r.out)
 		return stepGone
 	case actClose:
 		c.closeWhy = closeError
@@ -678,7 +667,7 @@ func (w *worker) finish(c *conn, r *round) {
 // so a connection that keeps up costs no system call here.
 func (w *worker) rearm(c *conn) {
 	want := interest(0)
-	if !c.closing && len(c.out)+c.refs.size() <= w.s.cfg.MaxOutput {
+	if !c.closing && len(c.out) <= w.s.cfg.MaxOutput {
 		want |= wantRead
 	}
 	if c.out != nil {
@@ -723,9 +712,6 @@ func (w *worker) outBuf(c *conn) []byte {
 // flush writes out (from outBuf, replies appended) until the socket is
 // full and keeps the rest as c's pending output.
 func (w *worker) flush(c *conn, out []byte) error {
-	if refs := c.proto.refs; refs != nil && len(refs.list) > 0 {
-		return w.flushRefs(c, out, refs)
-	}
 	var err error
 	sent := 0
 	for sent < len(out) {
@@ -765,7 +751,6 @@ func (w *worker) flush(c *conn, out []byte) error {
 		w.putBuf(out)
 		c.out = nil
 	}
-	w.settleRefs(c)
 	return err
 }
 
