@@ -42,11 +42,28 @@ type ring struct {
 	base, size uint64
 	head, tail uint64
 	hp, tp     uint64 // head%size, tail%size
+	// touched is the arena offset up to which the ring's pages have
+	// been written, page-aligned: the head's first pass maps the pages
+	// ahead of it (prefault).
+	touched uint64
 }
 
-// newRing lays out a ring whose head and tail stand at logical position pos.
-func newRing(base, size, pos uint64) ring {
-	return ring{base: base, size: size, head: pos, tail: pos, hp: pos % size, tp: pos % size}
+// newRing lays out a ring whose head and tail stand at logical position pos,
+// over memory touched up to touched.
+func newRing(base, size, pos, touched uint64) ring {
+	return ring{base: base, size: size, head: pos, tail: pos, hp: pos % size, tp: pos % size, touched: max(touched, base)}
+}
+
+// prefault maps the pages of r up to arena offset end, which a record is
+// about to be written to, where the head has not been before (populate).
+func (s *shard) prefault(r *ring, end uint64) {
+	if end <= r.touched {
+		return
+	}
+	lo := r.touched &^ (osPageSize - 1)
+	hi := min((end+osPageSize-1)&^(osPageSize-1), uint64(len(s.buf)))
+	populate(s.buf[lo:hi])
+	r.touched = hi
 }
 
 func (r *ring) free() uint64 { return r.size - (r.head - r.tail) }
@@ -115,6 +132,7 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 			}
 		} else if r.free() >= need {
 			off := r.base + hp
+			s.prefault(r, off+n)
 			r.push(n)
 			return off, true
 		}
@@ -240,6 +258,7 @@ func (s *shard) reinsert(off, size, slot uint64) bool {
 		hp = 0
 	}
 	dst := r.base + hp
+	s.prefault(r, dst+ns)
 	s.move(dst, off)
 	r.pop(size)
 	r.push(ns)

@@ -161,8 +161,8 @@ func (s *shard) setArena(buf []byte) {
 	s.offBits = uint(bits.Len64(uint64(len(buf)) >> s.unit))
 	unit := uint64(1) << s.unit
 	smallSize := uint64(len(buf)) * smallRingPercent / 100 &^ (unit - 1)
-	s.small = newRing(0, smallSize, s.small.head)
-	s.main = newRing(smallSize, (uint64(len(buf))-smallSize)&^(unit-1), s.main.head)
+	s.small = newRing(0, smallSize, s.small.head, 0)
+	s.main = newRing(smallSize, (uint64(len(buf))-smallSize)&^(unit-1), s.main.head, 0)
 }
 
 // span rounds a record size up to the arena unit.
@@ -178,8 +178,8 @@ func (s *shard) clear() {
 	s.count.Store(0)
 	s.bytes = 0
 	s.dead, s.sweep = nil, deadSweep{}
-	s.small = newRing(s.small.base, s.small.size, s.small.head)
-	s.main = newRing(s.main.base, s.main.size, s.main.head)
+	s.small = newRing(s.small.base, s.small.size, s.small.head, s.small.touched)
+	s.main = newRing(s.main.base, s.main.size, s.main.head, s.main.touched)
 }
 
 // crawl reclaims expired items among the next n index slots, so memory held
