@@ -289,6 +289,8 @@ func (c *Cache) releaseLease(key []byte, token uint64, placeholder bool) {
 	} else {
 		s.buf[off+offBits] &^= bitWon
 	}
+	// Callers waiting on the win wake now rather than at the item's expiry.
+	c.leases.changed(key)
 }
 
 // resume carries on a GetOrLoad that did not hit (it, and dst, hold the

@@ -145,7 +145,8 @@ func (s *shard) scanRange(b *scanBatch, lo, hi uint64, prefix []byte, now uint32
 			continue
 		}
 		value, flags, exp, cas := s.decode(off)
-		if expired(exp, now) || len(s.dead) != 0 && s.prefixDead(off) {
+		// A lease item (a load in progress) holds no value yet: Get misses it.
+		if expired(exp, now) || len(s.dead) != 0 && s.prefixDead(off) || s.isLease(off) {
 			continue
 		}
 		if noCAS {
