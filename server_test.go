@@ -663,7 +663,7 @@ func TestServerConfigErrors(t *testing.T) {
 		cfg  ServerConfig
 		want string
 	}{
-		{ServerConfig{}, "needs Addrs, UnixSocket or UDPAddrs"},
+		{ServerConfig{}, "needs Addrs, PlainAddrs, UnixSocket or UDPAddrs"},
 		{ServerConfig{Addrs: []string{"nonsense"}}, "Addrs[0]"},
 		{ServerConfig{Addrs: local, Workers: -1}, "Workers"},
 		{ServerConfig{Addrs: local, MaxConns: -1}, "MaxConns"},
