@@ -17,7 +17,7 @@ func versionLine() string { return "memcached " + emcache.Version }
 const usageText = `-p, --port=<num>          TCP port to listen on (default: 11211)
                           0 disables TCP, -1 lets the kernel pick a free port
 -U, --udp-port=<num>      UDP port to listen on (default: 0, off)
-                          UDP is not supported: only 0 is accepted
+                          -1 lets the kernel pick a free port
 -s, --unix-socket=<file>  UNIX socket to listen on (disables network support)
 -a, --unix-mask=<mask>    access mask for UNIX socket, in octal (default: 700)
 -A, --enable-shutdown     enable ascii "shutdown" command
