@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -401,6 +402,13 @@ func (mf *memFile) save(c *Cache) error {
 		shards: uint64(len(shards)), capacity: uint64(len(shards[0].buf)), span: uint64(mf.span),
 		pageSize: uint64(os.Getpagesize()), stopTime: uint64(c.unixNow()),
 		flushAt: uint64(c.flushAt.Load()), cmdFlush: c.cmdFlush.Load(),
+	}
+	// Prefix deletions are watermarks in memory, not in the file: finish
+	// reclaiming what they cover, or the next start would serve it again.
+	for _, s := range shards {
+		for len(s.dead) != 0 {
+			s.sweepDead(math.MaxInt)
+		}
 	}
 	off := int64(len(shards)) * mf.span
 	sum := shardSums(shards)

@@ -223,6 +223,32 @@ func TestRestartKeepsFlushes(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotFound, "the pending flush survived the restart")
 }
 
+func TestRestartKeepsPrefixDeletions(t *testing.T) {
+	clk := newTestClock()
+	cfg := restartConfig(t.TempDir(), clk)
+	c := openCache(t, cfg)
+	for i := range 1000 {
+		putItem(t, c, "a:"+strconv.Itoa(i), []byte("v"), 0, 0)
+		putItem(t, c, "b:"+strconv.Itoa(i), []byte("w"), 0, 0)
+	}
+	require.NoError(t, c.DeletePrefix([]byte("a:")))
+	putItem(t, c, "a:after", []byte("x"), 0, 0)
+	require.NoError(t, c.Close())
+
+	c = openCache(t, cfg)
+	t.Cleanup(func() { c.Close() })
+	requireWarm(t, c)
+	for i := range 1000 {
+		_, err := c.Get([]byte("a:" + strconv.Itoa(i)))
+		assert.ErrorIs(t, err, ErrNotFound, "a:%d was deleted before the stop", i)
+		_, err = c.Get([]byte("b:" + strconv.Itoa(i)))
+		assert.NoError(t, err, "b:%d", i)
+	}
+	_, err := c.Get([]byte("a:after"))
+	assert.NoError(t, err, "stored after the deletion")
+	assert.EqualValues(t, 1001, c.Len())
+}
+
 func TestRestartAfterCrashIsCold(t *testing.T) {
 	clk := newTestClock()
 	cfg := restartConfig(t.TempDir(), clk)
