@@ -26,7 +26,6 @@ import (
 	"os"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"runtime/metrics"
 	"slices"
 	"strconv"
@@ -391,21 +390,6 @@ func (m *memWatch) finish() {
 func (m *memWatch) growth() (heap, rss int64) {
 	m.finish()
 	return int64(m.peak.heap) - int64(m.base.heap), int64(m.peak.rss) - int64(m.base.rss)
-}
-
-// raceEnabled reports whether the test binary runs the race detector, whose
-// shadow memory multiplies RSS for the memory a test touches.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 const mib = 1 << 20
@@ -1197,7 +1181,7 @@ func TestStressMemoryLimit(t *testing.T) {
 	// doubles what the test touches. (Measured: MaxBytes + 10 MiB, or
 	// + 21 MiB with the race detector, when the test runs alone.)
 	rssBound := int64(maxBytes + 32*mib)
-	if raceEnabled() {
+	if raceEnabled {
 		rssBound *= 2
 	}
 	assert.Less(t, rss, rssBound, "RSS growth")

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,7 +153,7 @@ func (uint64Codec) Decode(data []byte) (uint64, error) {
 // TestTypedAllocations: the typed layer allocates nothing beyond what its
 // codec does.
 func TestTypedAllocations(t *testing.T) {
-	if raceDetector() {
+	if emcache.RaceEnabled {
 		t.Skip("the race detector makes sync.Pool drop buffers at random")
 	}
 	_, counters := newTyped(t, emcache.Codec[uint64](uint64Codec{}))
@@ -191,18 +190,4 @@ func TestTypedAllocations(t *testing.T) {
 	marshal := testing.AllocsPerRun(1000, func() { json.Marshal(ada) })
 	set := testing.AllocsPerRun(1000, func() { users.Set("u", ada, 0) })
 	assert.Equal(t, marshal, set, "a JSON Set allocates what json.Marshal does")
-}
-
-// raceDetector reports whether the test binary runs the race detector.
-func raceDetector() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
