@@ -593,9 +593,9 @@ func (c *Cache) crawler() {
 		for _, s := range c.shards {
 			s.mu.Lock()
 			if !s.closed() {
-				n := min(len(s.slots), max(crawlMinSlots, len(s.slots)/crawlPass))
+				n := (len(s.slots) + crawlPass - 1) / crawlPass
 				s.crawl(n, now)
-				s.sweepDead(n)
+				s.sweepDead(max(n, sweepMinRecords))
 			}
 			s.unlock()
 		}
