@@ -5,6 +5,8 @@ package emcache
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -41,10 +43,17 @@ func pinValue(version byte, n int) []byte {
 // megabytes of sets wrap around.
 func startPinServer(t *testing.T) (*Cache, *Server) {
 	t.Helper()
+	return startPinServerConfig(t, ServerConfig{})
+}
+
+// startPinServerConfig is startPinServer with cfg's settings (TLS).
+func startPinServerConfig(t *testing.T, cfg ServerConfig) (*Cache, *Server) {
+	t.Helper()
 	c, err := New(Config{MaxBytes: 8 << 20})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
-	s, err := c.Serve(ServerConfig{Addrs: []string{"127.0.0.1:0"}, Workers: 2})
+	cfg.Addrs, cfg.Workers = []string{"127.0.0.1:0"}, 2
+	s, err := c.Serve(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return c, s
@@ -52,6 +61,13 @@ func startPinServer(t *testing.T) (*Cache, *Server) {
 
 // dialSlow connects with a receive buffer of a few kilobytes.
 func dialSlow(t *testing.T, s *Server) *testClient {
+	t.Helper()
+	return dialSlowWith(t, s, func(nc net.Conn) net.Conn { return nc })
+}
+
+// dialSlowWith is dialSlow whose connection wrap makes (TLS, with its
+// handshake done) before the server's end gets its small send buffer.
+func dialSlowWith(t *testing.T, s *Server, wrap func(net.Conn) net.Conn) *testClient {
 	t.Helper()
 	d := net.Dialer{Timeout: ioTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
 		var err error
@@ -66,9 +82,10 @@ func dialSlow(t *testing.T, s *Server) *testClient {
 	nc, err := d.Dial("tcp", s.Addr().String())
 	require.NoError(t, err)
 	t.Cleanup(func() { nc.Close() })
+	local := nc.LocalAddr().String()
+	nc = wrap(nc)
 	// The server's end gets a small send buffer too: autotuned, it would
 	// take a whole value at once.
-	local := nc.LocalAddr().String()
 	fd := -1
 	eventually(t, "the server to adopt the connection", func() bool {
 		for _, ci := range s.connInfos() {
@@ -253,4 +270,63 @@ func firstDiff(want string, got []byte) int {
 		}
 	}
 	return min(len(want), len(got))
+}
+
+// Replies that cannot go by reference (the meta and binary protocols', and
+// any over TLS, whose transport does not write vectors) copy large values:
+// no pin is taken, and what the client reads is the value as it was when
+// read, however the cache changes while the reply is half written.
+func TestLargeValuesCopiedWhereNotPinned(t *testing.T) {
+	pki := newTestPKI(t)
+	old := pinValue(0, pinnedValueLen)
+	getReq := bReq(binOpGet, "pinned")
+	binHeader := bHit(getReq, 0, false, "").encode()
+	cases := []struct {
+		name  string
+		tls   bool
+		req   string
+		head  string // what precedes the value
+		trail string // what follows it
+	}{
+		{"meta", false, "mg pinned v\r\n", fmt.Sprintf("VA %d\r\n", len(old)), "\r\n"},
+		{"binary", false, string(getReq.encode()), "", ""},
+		{"text over TLS", true, "get pinned\r\n", fmt.Sprintf("VALUE pinned 0 %d\r\n", len(old)), "\r\nEND\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var cfg ServerConfig
+			wrap := func(nc net.Conn) net.Conn { return nc }
+			if tc.tls {
+				cfg.TLS = pki.serverTLS(t)
+				wrap = func(nc net.Conn) net.Conn {
+					conn := tls.Client(nc, pki.clientTLS())
+					require.NoError(t, conn.SetDeadline(time.Now().Add(ioTimeout)))
+					require.NoError(t, conn.Handshake())
+					return conn
+				}
+			}
+			c, s := startPinServerConfig(t, cfg)
+			w := dialSlowWith(t, s, wrap) // a writer's window need not be small
+			setWire(w, "pinned", old)
+
+			r := dialSlowWith(t, s, wrap)
+			r.send(tc.req)
+			head := tc.head
+			if tc.name == "binary" {
+				// The header carries the body's length: the value's.
+				h := readSlowly(r, len(binHeader)) // with the flags
+				require.Equal(t, uint32(4+len(old)), binary.BigEndian.Uint32(h[8:12]))
+				head = ""
+			}
+			r.expect(head)
+			eventually(t, "the reply to be half written", func() bool { return hasState(s, "conn_mwrite") })
+			assert.Zero(t, pinCount(c), "a copied reply pins nothing")
+			setWire(w, "pinned", pinValue(1, pinnedValueLen))
+			churn(w)
+
+			want := string(old) + tc.trail
+			got := readSlowly(r, len(want))
+			require.True(t, bytes.Equal([]byte(want), got), "the value changed under the reply at byte %d", firstDiff(want, got))
+		})
+	}
 }
