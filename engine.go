@@ -515,7 +515,9 @@ func (c *Cache) arith(r *arithReq, fn func(it lockedItem, created bool, n uint64
 		// In place, space-padded, as memcached does when the number fits
 		// (unless making room for the CAS cost the item: then as below).
 		if off, ok = s.widen(key, h, off, now); ok {
-			padNumber(s.value(off), d)
+			vl, at := s.layout(off)
+			s.guard(at, at+vl) // a reply may be sending the old number
+			padNumber(s.buf[at:at+vl], d)
 			cas := r.casIn
 			if cas == 0 {
 				cas = s.nextCAS()

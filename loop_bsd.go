@@ -165,6 +165,17 @@ func readFd(fd int, b []byte) (int, error) { return retryIO(unix.Read, fd, b) }
 // writeFd writes once; errWouldBlock replaces EAGAIN.
 func writeFd(fd int, b []byte) (int, error) { return retryIO(unix.Write, fd, b) }
 
+// writevFd writes a prefix of bufs' concatenation: the first non-empty
+// buffer, or part of it (x/sys has no writev on every BSD).
+func writevFd(fd int, bufs [][]byte) (int, error) {
+	for _, b := range bufs {
+		if len(b) > 0 {
+			return writeFd(fd, b)
+		}
+	}
+	return 0, nil
+}
+
 func retryIO(op func(int, []byte) (int, error), fd int, b []byte) (int, error) {
 	for {
 		n, err := op(fd, b)

@@ -156,6 +156,36 @@ func writeFd(fd int, b []byte) (int, error) {
 	return rawIO(unix.SYS_WRITE, fd, b)
 }
 
+// writevFd writes a prefix of bufs' concatenation with one raw writev;
+// past maxIovecs buffers, the rest waits for the next call.
+func writevFd(fd int, bufs [][]byte) (int, error) {
+	var iov [maxIovecs]unix.Iovec
+	n := 0
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		if n == len(iov) {
+			break
+		}
+		iov[n].Base = &b[0]
+		iov[n].SetLen(len(b))
+		n++
+	}
+	for {
+		w, _, errno := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+		switch errno {
+		case 0:
+			return int(w), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		}
+		return 0, errno
+	}
+}
+
 // rawIO reads or writes a non-blocking fd with a raw system call: it never
 // blocks, so the Go scheduler need not be told (entersyscall/exitsyscall
 // cost about as much as the loopback copy of a small reply).

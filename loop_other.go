@@ -333,6 +333,7 @@ func (p *poller) drainWake()                            {}
 func (p *poller) close() error                          { return nil }
 func readFd(fd int, b []byte) (int, error)              { return 0, errNoPoller }
 func writeFd(fd int, b []byte) (int, error)             { return 0, errNoPoller }
+func writevFd(fd int, b [][]byte) (int, error)          { return 0, errNoPoller }
 func closeFd(fd int) error                              { return errNoPoller }
 func acceptFd(lfd int) (int, netip.AddrPort, error)     { return -1, netip.AddrPort{}, errNoPoller }
 func dupFd(fd int) (int, error)                         { return -1, errNoPoller }

@@ -159,7 +159,15 @@ type protoConn struct {
 	// datagram marks a UDP datagram's requests (udp.go), which nothing
 	// may take over the socket for.
 	datagram bool
+	// refs, when not nil, takes the large values of text gets by
+	// reference into the arena (pin.go); the reactor points it at the
+	// list of the output being appended to.
+	refs *outRefs
 }
+
+// outLen is the length of the output so far: out and the values it refers
+// to.
+func (pc *protoConn) outLen(out []byte) int { return len(out) + pc.refs.size() }
 
 // connState is the stats conns state of a connection between reads that
 // holds buffered input (inBuffered) or none: memcached's conn_nread while a
@@ -271,7 +279,7 @@ func (s *Server) handle(pc *protoConn, in, out []byte, maxReqs int) (n int, outN
 		if n == len(in) || reqs >= maxReqs {
 			return n, out, reqs, actNone
 		}
-		if reqs > 0 && len(out) > s.cfg.MaxOutput {
+		if reqs > 0 && pc.outLen(out) > s.cfg.MaxOutput {
 			// Backpressure: the reactor yields (as for -R) and stops
 			// reading until the client drains its replies.
 			return n, out, maxReqs, actNone

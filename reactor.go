@@ -76,8 +76,11 @@ type worker struct {
 	free     [][]byte // spare readBufSize buffers for partial input / pending output
 	big      [][]byte // spare larger buffers, maxBigPool bytes at most
 	bigBytes int      // total capacity held in big
-	yield    []*conn  // connections that hit ReqsPerEvent, served next iteration
-	yield2   []*conn  // the other yield list, swapped to avoid allocation
+	refs     outRefs  // obuf's arena references (pin.go)
+	freeRefs []*outRefs
+	pins     []*arenaPin // spare pins
+	yield    []*conn     // connections that hit ReqsPerEvent, served next iteration
+	yield2   []*conn     // the other yield list, swapped to avoid allocation
 	popped   []queuedConn
 	now      int64 // s.clock() after the last wait
 	nextScan int64 // next idle-timeout check
@@ -104,7 +107,8 @@ type conn struct {
 	fd    int       // names the connection; -1 once closed
 	t     transport // carries its bytes; &fd as an *fdTransport
 	in    []byte
-	out   []byte // unsent replies; nil when everything is sent
+	out   []byte   // unsent replies; nil when everything is sent
+	refs  *outRefs // the values out refers to; nil when none
 	l     *listener
 	peer  netip.AddrPort
 	udp   *udpConn // set when c is a worker's descriptor for a UDP socket (udp.go)
@@ -118,6 +122,7 @@ type conn struct {
 	closing    bool // close once out is sent
 	needMore   bool // in holds only an incomplete request
 	inYield    bool
+	vectored   bool // t is a vectorWriter: large values go by reference
 }
 
 func (c *conn) setActivity(t int64, state uint64) {
@@ -137,6 +142,7 @@ func (s *Server) startReactor() error {
 		w.p = p
 		w.rbuf = make([]byte, readBufSize)
 		w.obuf = make([]byte, 0, readBufSize)
+		w.refs.w = w
 	}
 	fail := func(err error) error {
 		for _, w := range s.workers {
@@ -282,6 +288,7 @@ func (w *worker) adopt() {
 		if c.t == nil {
 			c.t = (*fdTransport)(&c.fd)
 		}
+		_, c.vectored = c.t.(vectorWriter)
 		c.proto.fd = q.fd
 		c.setActivity(w.now, stateWaiting)
 		w.mu.Lock()
@@ -392,6 +399,7 @@ func (w *worker) handToWatchers(c *conn, out []byte) {
 	w.putBuf(c.in)
 	w.putBuf(c.out)
 	c.in, c.out = nil, nil
+	w.dropRefs(c)
 	w.nconns--
 }
 
@@ -415,6 +423,7 @@ func (w *worker) closeConn(c *conn) {
 	w.putBuf(c.in)
 	w.putBuf(c.out)
 	c.in, c.out = nil, nil
+	w.dropRefs(c)
 	w.nconns--
 	w.st.curr.Add(^uint64(0))
 	w.s.open.Add(-1)
@@ -478,9 +487,10 @@ func (w *worker) serve(c *conn) {
 	}
 	defer w.recoverServe(c)
 	r := round{out: w.outBuf(c), budget: w.s.cfg.ReqsPerEvent}
+	w.bindRefs(c)
 	next := stepOn
 	for next == stepOn && r.budget > 0 && !c.closing {
-		if len(r.out) > w.s.cfg.MaxOutput {
+		if c.proto.outLen(r.out) > w.s.cfg.MaxOutput {
 			if next = w.relieve(c, &r); next != stepOn {
 				break
 			}
@@ -555,7 +565,8 @@ func (w *worker) relieve(c *conn, r *round) step {
 		return stepGone
 	}
 	r.out = w.outBuf(c)
-	if len(r.out) > w.s.cfg.MaxOutput {
+	w.bindRefs(c)
+	if c.proto.outLen(r.out) > w.s.cfg.MaxOutput {
 		r.blocked = true
 		return stepStop
 	}
@@ -629,7 +640,7 @@ func (w *worker) execute(c *conn, r *round, data []byte) step {
 	case actNone:
 		return stepOn
 	case actWatch:
-		w.handToWatchers(c, r.out)
+		w.handToWatchers(c, w.inlineRefs(c, r.out))
 		return stepGone
 	case actClose:
 		c.closeWhy = closeError
@@ -692,7 +703,7 @@ func (w *worker) finish(c *conn, r *round) {
 // so a connection that keeps up costs no system call here.
 func (w *worker) rearm(c *conn) {
 	want := interest(0)
-	if !c.closing && len(c.out) <= w.s.cfg.MaxOutput {
+	if !c.closing && len(c.out)+c.refs.size() <= w.s.cfg.MaxOutput {
 		want |= wantRead
 	}
 	if c.out != nil {
@@ -737,6 +748,9 @@ func (w *worker) outBuf(c *conn) []byte {
 // flush writes out (from outBuf, replies appended) until the socket is
 // full and keeps the rest as c's pending output.
 func (w *worker) flush(c *conn, out []byte) error {
+	if refs := c.proto.refs; refs != nil && len(refs.list) > 0 {
+		return w.flushRefs(c, out, refs)
+	}
 	var err error
 	sent := 0
 	for sent < len(out) {
@@ -776,6 +790,7 @@ func (w *worker) flush(c *conn, out []byte) error {
 		w.putBuf(out)
 		c.out = nil
 	}
+	w.settleRefs(c)
 	return err
 }
 

@@ -31,6 +31,25 @@ func (c *Cache) viewItem(key []byte, touch bool, exptime int64, hideLease bool, 
 	return resultOK
 }
 
+// viewShard is view whose fn also gets the item's shard, locked, so that a
+// reply can pin the value there rather than copy it (pin.go).
+func (c *Cache) viewShard(key []byte, touch bool, exptime int64, fn func(s *shard, value []byte, flags uint32, cas uint64)) result {
+	s, h, now, res := c.acquire(key)
+	if res != resultOK {
+		return res
+	}
+	off, ok := s.read(key, h, now, touch, exptime, false)
+	if ok {
+		value, flags, _, cas := s.decode(off)
+		fn(s, value, flags, c.casOut(cas))
+	}
+	s.unlock()
+	if !ok {
+		return resultNotFound
+	}
+	return resultOK
+}
+
 // read looks up key for a get or touch and counts it; with touch it also
 // sets the expiry. With hideLease a lease's item counts as a miss.
 func (s *shard) read(key []byte, h uint64, now uint32, touch bool, exptime int64, hideLease bool) (uint64, bool) {

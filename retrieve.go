@@ -115,7 +115,7 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 	if limit <= 0 {
 		limit = defaultGetOutput
 	}
-	limit += len(out)
+	limit += pc.outLen(out)
 	i := 0
 	for {
 		i = skipSpaces(region, i)
@@ -141,7 +141,7 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 		pc.get.sawKey = true
 		n := len(out)
 		var size int
-		out, size = s.appendValue(out, key, pc.get.cas, pc.get.touch, pc.get.exp)
+		out, size = s.appendValue(out, key, pc.refs, pc.get.cas, pc.get.touch, pc.get.exp)
 		hit := len(out) > n
 		s.prefixes.record(key, prefixGet, hit)
 		s.hot.observe(key)
@@ -149,7 +149,7 @@ func (s *Server) getKeys(pc *protoConn, b []byte, out []byte) (int, []byte, bool
 			s.logGet(pc.fd, key, hit, size)
 		}
 		i += j
-		if len(out) >= limit && skipSpaces(region, i) < len(region) {
+		if pc.outLen(out) >= limit && skipSpaces(region, i) < len(region) {
 			return i, out, false, true
 		}
 	}
@@ -176,6 +176,7 @@ func (s *Server) getEnd(pc *protoConn, out []byte) []byte {
 func (s *Server) getBadKey(pc *protoConn, b []byte, nl int, out []byte) (int, []byte, bool, bool) {
 	if pc.get.start >= 0 && pc.get.start <= len(out) {
 		out = out[:pc.get.start]
+		pc.refs.truncate(pc.get.start)
 	}
 	out = append(out, rBadFormat...)
 	if nl >= 0 {
@@ -188,13 +189,18 @@ func (s *Server) getBadKey(pc *protoConn, b []byte, nl int, out []byte) (int, []
 // appendValue appends the VALUE reply for key if the cache holds it, and
 // returns the value's length. It runs once per requested key, so it
 // allocates nothing: the value is copied from the cache's memory straight
-// into out under the shard lock.
-func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) ([]byte, int) {
+// into out under the shard lock, or, when large, pinned there and sent
+// from it (refs, pin.go).
+func (s *Server) appendValue(out, key []byte, refs *outRefs, withCAS, touch bool, exp int64) ([]byte, int) {
 	size := 0
-	s.cache.view(key, touch, exp, func(v []byte, flags, _ uint32, cas uint64) {
+	s.cache.viewShard(key, touch, exp, func(sh *shard, v []byte, flags uint32, cas uint64) {
 		size = len(v)
 		// VALUE, key, three numbers of at most 20 digits, spaces, CRLFs.
-		out = slices.Grow(out, len(rValuePrefix)+len(key)+len(v)+3*20+3+4)
+		n := len(v)
+		if len(v) >= refMinLen {
+			n = 0 // it may go by reference; a copy grows out then
+		}
+		out = slices.Grow(out, len(rValuePrefix)+len(key)+n+3*20+3+4)
 		out = append(out, rValuePrefix...)
 		out = append(out, key...)
 		out = append(out, ' ')
@@ -206,7 +212,9 @@ func (s *Server) appendValue(out, key []byte, withCAS, touch bool, exp int64) ([
 			out = strconv.AppendUint(out, cas, 10)
 		}
 		out = append(out, rCRLF...)
-		out = append(out, v...)
+		if !refs.add(sh, v, len(out)) {
+			out = append(out, v...)
+		}
 		out = append(out, rCRLF...)
 	})
 	return out, size

@@ -125,6 +125,7 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 		if rem := r.size - hp; rem < n {
 			if r.free() >= rem+need-n {
 				if rem >= holeMin {
+					s.guard(r.base+hp, r.base+hp+rem)
 					s.hole(r.base+hp, rem)
 				}
 				r.push(rem)
@@ -132,6 +133,7 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 			}
 		} else if r.free() >= need {
 			off := r.base + hp
+			s.guard(off, off+n)
 			s.prefault(r, off+n)
 			r.push(n)
 			return off, true
@@ -252,12 +254,14 @@ func (s *shard) reinsert(off, size, slot uint64) bool {
 	}
 	if pad > 0 {
 		if pad >= holeMin {
+			s.guard(r.base+hp, r.base+hp+pad)
 			s.hole(r.base+hp, pad)
 		}
 		r.push(pad)
 		hp = 0
 	}
 	dst := r.base + hp
+	s.guard(dst, dst+ns)
 	s.prefault(r, dst+ns)
 	s.move(dst, off)
 	r.pop(size)

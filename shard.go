@@ -65,6 +65,9 @@ type shard struct {
 	relocating bool
 	st         counters
 	cursor     uint64 // crawler position in slots
+	// pins are the arena bytes replies are sending (pin.go): whatever
+	// writes over them revokes them first (guard).
+	pins []*arenaPin
 
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
@@ -141,6 +144,7 @@ func (s *shard) setSlots(mem []byte, n int) {
 
 // release frees the shard's memory (Close); the shard is closed after.
 func (s *shard) release() {
+	s.revokeAll()
 	s.mem.free()
 	s.buf, s.slots, s.ghost = nil, nil, nil
 	s.count.Store(0)
@@ -242,6 +246,7 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 			items = append(items, live{off, s.cas(off)})
 		}
 	}
+	s.revokeAll()
 	old := &shard{buf: s.buf} // reads the previous arena's records
 	oldMem := *s.mem
 	defer oldMem.free()

@@ -38,12 +38,21 @@ type transport interface {
 	close() error
 }
 
+// vectorWriter is a transport that can write several buffers at once, as
+// a reply does that sends large values from the arena (pin.go): it writes
+// a prefix of their concatenation, with errWouldBlock as write's. A
+// transport without it gets every value copied into its replies.
+type vectorWriter interface {
+	writev(bufs [][]byte) (int, error)
+}
+
 // fdTransport is a bare non-blocking socket. A connection's is its fd
 // field itself (conn.t points at conn.fd), so that the usual transport
 // costs no allocation and no memory beyond the interface value.
 type fdTransport int
 
-func (t *fdTransport) read(b []byte) (int, error)  { return readFd(int(*t), b) }
-func (t *fdTransport) write(b []byte) (int, error) { return writeFd(int(*t), b) }
-func (t *fdTransport) buffered() bool              { return false }
-func (t *fdTransport) close() error                { return closeFd(int(*t)) }
+func (t *fdTransport) read(b []byte) (int, error)     { return readFd(int(*t), b) }
+func (t *fdTransport) write(b []byte) (int, error)    { return writeFd(int(*t), b) }
+func (t *fdTransport) writev(b [][]byte) (int, error) { return writevFd(int(*t), b) }
+func (t *fdTransport) buffered() bool                 { return false }
+func (t *fdTransport) close() error                   { return closeFd(int(*t)) }
