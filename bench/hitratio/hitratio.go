@@ -92,8 +92,9 @@ func (cfg Config) Traces() []Trace {
 }
 
 // churnShiftEvery is how many requests the churn trace's window waits
-// before it slides by one key: over the default 5 million requests it
-// moves by 1.25 million keys, ...
+// before it slides by one key: over the default 5 million requests it moves
+// by 1.25 million keys, so the popular head turns over many times while a
+// cache of either budget fills.
 const churnShiftEvery = 4
 
 // Result is the outcome of one trace on one cache.
