@@ -1,6 +1,7 @@
 package hitratio
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -20,9 +21,10 @@ func TestQuickRun(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		cfg.Requests /= 6
 	}
-	results, err := Run(cfg, caches.All, nil)
+	libs := append(slices.Clone(caches.All), LRU)
+	results, err := Run(cfg, libs, nil)
 	require.NoError(t, err)
-	require.Len(t, results, len(caches.All)*len(cfg.Traces()))
+	require.Len(t, results, len(libs)*len(cfg.Traces()))
 	for _, r := range results {
 		require.Equal(t, cfg.Requests, r.Requests)
 		if r.Trace == "loop" {
