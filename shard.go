@@ -49,8 +49,10 @@ type shard struct {
 	unit    uint          // arena offsets are multiples of 1<<unit
 
 	// ghost remembers hashes of items evicted from the small ring without a
-	// second access; a store of such a key goes straight to the main ring.
-	ghost []uint16
+	// second access; a store of such a key goes straight to the main ring
+	// unless mainCrowded (ring.go's evictTail and ringFor).
+	ghost       []uint16
+	mainCrowded bool
 
 	id       uint64 // shard index, the low bits of every CAS it hands out
 	casShift uint

@@ -6,6 +6,7 @@ package hitratio
 import (
 	"fmt"
 	"runtime"
+	"slices"
 
 	"github.com/emcache/emcache/bench/caches"
 	"github.com/emcache/emcache/bench/trace"
@@ -25,6 +26,8 @@ type Config struct {
 	Requests int
 	// Seed makes every trace reproducible.
 	Seed uint64
+	// Only, if not empty, names the traces to run; the others are skipped.
+	Only []string
 }
 
 // Default is what the report runs: the budget holds at most about 27% of
@@ -34,6 +37,14 @@ var Default = Config{Budget: 64 << 20, Keys: 2_000_000, Requests: 5_000_000, See
 
 // Quick is a smoke-test size for CI.
 var Quick = Config{Budget: 32 << 20, Keys: 500_000, Requests: 600_000, Seed: 1}
+
+// WorkingSetShare returns cfg with a budget of percent of the Zipf key
+// space's payload (key and value bytes), the other budget the report runs:
+// 10% is a small cache, where a policy's choices matter most.
+func (cfg Config) WorkingSetShare(percent int64) Config {
+	cfg.Budget = int64(cfg.Keys) * (trace.KeyLen + ValueSize) * percent / 100
+	return cfg
+}
 
 // PayloadCapacity is how many entries the budget could hold if entries cost
 // only their key and value: an upper bound for every cache.
@@ -51,7 +62,9 @@ type Trace struct {
 //   - zipf0.7, zipf0.9, zipf1.1: Zipf over cfg.Keys keys;
 //   - zipf0.9+scan: Zipf s=0.9 where every 4 capacity/4 requests come
 //     capacity/4 requests of a sequential scan of fresh keys, each seen once;
-//   - loop: keys 0..1.1 capacity in order, over and over.
+//   - loop: keys 0..1.1 capacity in order, over and over;
+//   - churn: Zipf s=0.9 over a window of cfg.Keys keys, newest first, that
+//     slides by one key every churnShiftEvery requests.
 //
 // capacity is PayloadCapacity, so the loop is larger than every cache.
 func (cfg Config) Traces() []Trace {
@@ -71,9 +84,18 @@ func (cfg Config) Traces() []Trace {
 		Trace{Name: "loop", Gen: func() []uint64 {
 			return trace.LoopTrace(uint64(capacity)*11/10, cfg.Requests)
 		}},
+		Trace{Name: "churn", Gen: func() []uint64 {
+			return trace.ChurnTrace(cfg.Seed, 0.9, cfg.Keys, cfg.Requests, churnShiftEvery)
+		}},
 	)
 	return ts
 }
+
+// churnShiftEvery is how many requests the churn trace's window waits
+// before it slides by one key: over the default 5 million requests it moves
+// by 1.25 million keys, so the popular head turns over many times while a
+// cache of either budget fills.
+const churnShiftEvery = 4
 
 // Result is the outcome of one trace on one cache.
 type Result struct {
@@ -129,6 +151,9 @@ func Run(cfg Config, libs []caches.Lib, each func(Result)) ([]Result, error) {
 	value := make([]byte, ValueSize)
 	var out []Result
 	for _, tr := range cfg.Traces() {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, tr.Name) {
+			continue
+		}
 		ids := tr.Gen()
 		for _, lib := range libs {
 			c, err := lib.New(cfg.Budget)

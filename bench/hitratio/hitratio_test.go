@@ -1,12 +1,14 @@
 package hitratio
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/emcache/emcache/bench/caches"
+	"github.com/emcache/emcache/bench/trace"
 )
 
 // TestQuickRun replays every trace in about Quick size on every cache and checks
@@ -19,9 +21,10 @@ func TestQuickRun(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		cfg.Requests /= 6
 	}
-	results, err := Run(cfg, caches.All, nil)
+	libs := append(slices.Clone(caches.All), LRU)
+	results, err := Run(cfg, libs, nil)
 	require.NoError(t, err)
-	require.Len(t, results, len(caches.All)*len(cfg.Traces()))
+	require.Len(t, results, len(libs)*len(cfg.Traces()))
 	for _, r := range results {
 		require.Equal(t, cfg.Requests, r.Requests)
 		if r.Trace == "loop" {
@@ -54,4 +57,28 @@ func TestSkewOrdersRatios(t *testing.T) {
 	}
 	assert.Less(t, ratio["zipf0.7"], ratio["zipf0.9"])
 	assert.Less(t, ratio["zipf0.9"], ratio["zipf1.1"])
+}
+
+// TestLRU checks the reference's order and budget: with room for three
+// entries, reading a key saves it from the next eviction, which takes the
+// least recently used one.
+func TestLRU(t *testing.T) {
+	c, err := LRU.New(3 * (trace.KeyLen + ValueSize))
+	require.NoError(t, err)
+	value := make([]byte, ValueSize)
+	key := func(id uint64) caches.Key { return caches.Key{B: trace.AppendKey(nil, id)} }
+	for id := range uint64(3) {
+		c.Set(key(id), value)
+	}
+	_, ok := c.Get(nil, key(0))
+	require.True(t, ok)
+	c.Set(key(3), value) // evicts 1, the least recently used
+	c.Set(key(2), value) // an overwrite evicts nothing
+	for id, want := range []bool{true, false, true, true} {
+		_, ok := c.Get(nil, key(uint64(id)))
+		assert.Equal(t, want, ok, "key %d", id)
+	}
+	c.Set(key(4), value) // evicts 0: 2, 3 and 0 were read since
+	_, ok = c.Get(nil, key(0))
+	assert.False(t, ok)
 }

@@ -71,3 +71,19 @@ func LoopTrace(keys uint64, n int) []uint64 {
 	}
 	return out
 }
+
+// ChurnTrace returns n key ids whose popular set shifts over time, as new
+// content does: a Zipf stream with exponent s over a window of keys ids in
+// which the newest id is the most popular. The window slides by one id
+// every shiftEvery requests, so each id enters at rank 0 and sinks one rank
+// per slide until it leaves the window and never recurs: request i draws
+// rank r and asks for id i/shiftEvery + keys-1-r. Frequency counted in the
+// past misleads here, while recency is right.
+func ChurnTrace(seed uint64, s float64, keys uint64, n, shiftEvery int) []uint64 {
+	z := NewZipf(newRand(seed), s, keys)
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = uint64(i/shiftEvery) + keys - 1 - z.Next()
+	}
+	return out
+}

@@ -14,6 +14,8 @@ func TestTracesAreDeterministic(t *testing.T) {
 	require.NotEqual(t, ZipfTrace(7, 0.9, 1000, 5000), ZipfTrace(8, 0.9, 1000, 5000))
 	require.Equal(t, ZipfScanTrace(7, 0.9, 1000, 5000, 100, 30), ZipfScanTrace(7, 0.9, 1000, 5000, 100, 30))
 	require.Equal(t, LoopTrace(10, 35), LoopTrace(10, 35))
+	require.Equal(t, ChurnTrace(7, 0.9, 1000, 5000, 4), ChurnTrace(7, 0.9, 1000, 5000, 4))
+	require.NotEqual(t, ChurnTrace(7, 0.9, 1000, 5000, 4), ChurnTrace(8, 0.9, 1000, 5000, 4))
 }
 
 // TestZipfSkew checks the sampler against the exact distribution: the ratio
@@ -75,4 +77,26 @@ func TestAppendKey(t *testing.T) {
 	}
 	require.Equal(t, "key:000000000042", string(AppendKey(nil, 42)))
 	require.Equal(t, "xkey:000000000001", string(AppendKey([]byte("x"), 1)))
+}
+
+// TestChurnTrace checks the sliding window: every id lies in the window of
+// its request (so an id that left it never recurs), and the ranks within the
+// window, newest first, follow the Zipf distribution.
+func TestChurnTrace(t *testing.T) {
+	const keys, n, shiftEvery = 1000, 200_000, 10
+	tr := ChurnTrace(3, 0.9, keys, n, shiftEvery)
+	require.Len(t, tr, n)
+	require.Equal(t, tr, ChurnTrace(3, 0.9, keys, n, shiftEvery))
+	ages := make([]int, keys) // requests by rank: age of the id in its window
+	for i, id := range tr {
+		lo := uint64(i / shiftEvery)
+		require.GreaterOrEqual(t, id, lo, "request %d is in its window", i)
+		require.Less(t, id, lo+keys, "request %d is in its window", i)
+		ages[lo+keys-1-id]++
+	}
+	for k := uint64(0); k < 20; k++ {
+		p := ZipfProb(0.9, keys, k)
+		sigma := math.Sqrt(n * p * (1 - p))
+		assert.InDelta(t, p*n, float64(ages[k]), 5*sigma, "rank %d", k+1)
+	}
 }

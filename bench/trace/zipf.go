@@ -1,6 +1,6 @@
 // Package trace generates the deterministic synthetic key streams that the
 // benchmarks replay: Zipf-distributed keys for any exponent, Zipf with
-// periodic scans, and loops.
+// periodic scans, loops, and Zipf over a sliding window of keys (churn).
 package trace
 
 import (

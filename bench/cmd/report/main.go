@@ -40,6 +40,7 @@ type settings struct {
 	memSizes  []int
 	mem       func(items int) memory.Config
 	libs      []caches.Lib
+	traces    []string
 	sections  map[string]bool
 }
 
@@ -51,6 +52,7 @@ func main() {
 	count := flag.Int("count", 0, "throughput rounds; the fastest is reported (default 5, quick 1)")
 	only := flag.String("only", "throughput,hitratio,memory", "comma-separated sections to run")
 	libsFlag := flag.String("caches", "", "comma-separated caches to run (default all)")
+	tracesFlag := flag.String("traces", "", "comma-separated hit-ratio traces to run (default all)")
 	sizes := flag.String("sizes", "", "comma-separated entry counts for the GC cost (default 1000000,10000000; quick 20000,200000)")
 	childMem := flag.String("child-memory", "", "internal: measure one cache's GC cost and print JSON")
 	childTput := flag.String("child-throughput", "", "internal: run one cache's throughput benchmarks and print JSON")
@@ -96,6 +98,11 @@ func main() {
 			s.libs = append(s.libs, l)
 		}
 	}
+	if *tracesFlag != "" {
+		for _, name := range strings.Split(*tracesFlag, ",") {
+			s.traces = append(s.traces, strings.TrimSpace(name))
+		}
+	}
 	for _, sec := range strings.Split(*only, ",") {
 		s.sections[strings.TrimSpace(sec)] = true
 	}
@@ -121,14 +128,7 @@ func main() {
 		rep.throughput = runThroughput(s)
 	}
 	if s.sections["hitratio"] {
-		rep.hitCfg = s.hit
-		res, err := hitratio.Run(s.hit, s.libs, func(r hitratio.Result) {
-			logf("hit ratio %-10s %-13s %.4f", r.Cache, r.Trace, r.Ratio())
-		})
-		if err != nil {
-			fatalf("hit ratio: %v", err)
-		}
-		rep.hits = res
+		rep.hitRuns = runHitRatio(s)
 	}
 	if s.sections["memory"] {
 		rep.memCfg = s.mem(0)
@@ -145,6 +145,24 @@ func main() {
 		fatalf("%v", err)
 	}
 	logf("rewrote the results section of %s (%s)", *out, rep.elapsed.Round(time.Second))
+}
+
+// runHitRatio replays the traces at the default budget and at a tenth of the
+// working set, on the chosen caches and the exact-LRU reference.
+func runHitRatio(s settings) []hitRun {
+	libs := append(slices.Clone(s.libs), hitratio.LRU)
+	var runs []hitRun
+	for _, cfg := range []hitratio.Config{s.hit, s.hit.WorkingSetShare(10)} {
+		cfg.Only = s.traces
+		res, err := hitratio.Run(cfg, libs, func(r hitratio.Result) {
+			logf("hit ratio %5.1f MiB %-10s %-13s %.4f", float64(cfg.Budget)/(1<<20), r.Cache, r.Trace, r.Ratio())
+		})
+		if err != nil {
+			fatalf("hit ratio: %v", err)
+		}
+		runs = append(runs, hitRun{cfg, res})
+	}
+	return runs
 }
 
 func quickMemConfig(items int) memory.Config {

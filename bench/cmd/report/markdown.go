@@ -31,8 +31,7 @@ type report struct {
 	started    time.Time
 	elapsed    time.Duration
 	throughput []benchResult
-	hitCfg     hitratio.Config
-	hits       []hitratio.Result
+	hitRuns    []hitRun
 	memCfg     memory.Config
 	memory     []memory.Result
 }
@@ -99,8 +98,11 @@ func (r *report) markdown() string {
 	if len(r.throughput) > 0 {
 		r.throughputTables(&b)
 	}
-	if len(r.hits) > 0 {
-		r.hitTable(&b)
+	if len(r.hitRuns) > 0 {
+		fmt.Fprintf(&b, "\n### Hit ratio\n")
+		for _, run := range r.hitRuns {
+			r.hitTable(&b, run)
+		}
 	}
 	if len(r.memory) > 0 {
 		r.memoryTable(&b)
@@ -168,57 +170,87 @@ func (r *report) throughputTables(b *strings.Builder) {
 	}
 }
 
-func (r *report) hitTable(b *strings.Builder) {
-	cfg := r.hitCfg
-	fmt.Fprintf(b, "\n### Hit ratio\n\n")
-	fmt.Fprintf(b, "Percent of %d requests that hit, cache-aside, %d MiB budget per cache (at most %d entries of %d+%d bytes), "+
-		"Zipf key space %d. Best per trace in bold.\n\n",
-		cfg.Requests, cfg.Budget>>20, cfg.PayloadCapacity(), trace.KeyLen, hitratio.ValueSize, cfg.Keys)
+// hitRun is the hit-ratio results at one budget.
+type hitRun struct {
+	cfg     hitratio.Config
+	results []hitratio.Result
+}
+
+// hitTable prints one budget's hit ratios. A cache that held more entries
+// than the budget's payload capacity used more memory than it was given:
+// its ratios are shown but not ranked.
+func (r *report) hitTable(b *strings.Builder, run hitRun) {
+	cfg := run.cfg
+	fmt.Fprintf(b, "\nPercent of %d requests that hit, cache-aside, %.1f MiB budget per cache (at most %d entries of %d+%d bytes, %.0f%% of the Zipf key space of %d). "+
+		"*lru* is an exact LRU charged only its keys and values, a reference. Best per trace, among the caches inside the budget, in bold; "+
+		"the last column is emcache's lead over the best of the others (negative: behind).\n\n",
+		cfg.Requests, float64(cfg.Budget)/(1<<20), cfg.PayloadCapacity(), trace.KeyLen, hitratio.ValueSize,
+		100*float64(cfg.PayloadCapacity())/float64(cfg.Keys), cfg.Keys)
 	ratio := map[string]float64{}
 	heldBy := map[string]int{}
-	var traces []string
-	for _, h := range r.hits {
+	var traces, libs []string
+	for _, h := range run.results {
 		if h.Trace == hitratio.HeldAfter {
 			heldBy[h.Cache] = h.Held
 		}
-		key := h.Trace + "/" + h.Cache
-		if _, seen := ratio[key]; !seen && !containsStr(traces, h.Trace) {
+		if !containsStr(traces, h.Trace) {
 			traces = append(traces, h.Trace)
 		}
-		ratio[key] = h.Ratio()
+		if !containsStr(libs, h.Cache) {
+			libs = append(libs, h.Cache)
+		}
+		ratio[h.Trace+"/"+h.Cache] = h.Ratio()
 	}
-	r.header(b, "trace")
+	inside := func(lib string) bool {
+		n, ok := heldBy[lib]
+		return !ok || n <= cfg.PayloadCapacity()
+	}
+	cols := append([]string{"trace"}, libs...)
+	cols = append(cols, "emcache lead")
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat(" --- |", len(cols)))
 	for _, tr := range traces {
-		best := -1.0
-		for _, lib := range r.libs {
-			if v, ok := ratio[tr+"/"+lib]; ok && v > best {
-				best = v
+		best, bestOther := -1.0, -1.0
+		for _, lib := range libs {
+			if v, ok := ratio[tr+"/"+lib]; ok && inside(lib) {
+				best = max(best, v)
+				if lib != "emcache" {
+					bestOther = max(bestOther, v)
+				}
 			}
 		}
 		fmt.Fprintf(b, "| %s |", tr)
-		for _, lib := range r.libs {
+		for _, lib := range libs {
 			v, ok := ratio[tr+"/"+lib]
 			switch {
 			case !ok:
 				b.WriteString(" – |")
-			case fmt.Sprintf("%.2f", 100*v) == fmt.Sprintf("%.2f", 100*best):
+			case inside(lib) && fmt.Sprintf("%.2f", 100*v) == fmt.Sprintf("%.2f", 100*best):
 				fmt.Fprintf(b, " **%.2f** |", 100*v)
 			default:
 				fmt.Fprintf(b, " %.2f |", 100*v)
 			}
 		}
+		if v, ok := ratio[tr+"/emcache"]; ok && bestOther >= 0 {
+			fmt.Fprintf(b, " %+.2f |", 100*(v-bestOther))
+		} else {
+			b.WriteString(" – |")
+		}
 		b.WriteString("\n")
 	}
 	if len(heldBy) > 0 {
 		fmt.Fprintf(b, "| entries held after %s |", hitratio.HeldAfter)
-		for _, lib := range r.libs {
-			if n, ok := heldBy[lib]; ok {
-				fmt.Fprintf(b, " %s |", count(int64(n)))
-			} else {
+		for _, lib := range libs {
+			n, ok := heldBy[lib]
+			switch {
+			case !ok:
 				b.WriteString(" – |")
+			case !inside(lib):
+				fmt.Fprintf(b, " %s (over budget) |", count(int64(n)))
+			default:
+				fmt.Fprintf(b, " %s |", count(int64(n)))
 			}
 		}
-		b.WriteString("\n")
+		b.WriteString(" |\n")
 	}
 }
 

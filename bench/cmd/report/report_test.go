@@ -37,11 +37,13 @@ func TestMarkdown(t *testing.T) {
 			{Cache: "emcache", Workload: "get100", Par: 1, NsPerOp: 100, HitPerRead: 1},
 			{Cache: "otter", Workload: "get100", Par: 1, NsPerOp: 50, AllocsPerOp: 0.5, HitPerRead: 0.9},
 		},
-		hitCfg: hitratio.Quick,
-		hits: []hitratio.Result{
+		hitRuns: []hitRun{{cfg: hitratio.Quick, results: []hitratio.Result{
 			{Cache: "emcache", Trace: "zipf0.9", Requests: 100, Hits: 60, Held: 12_345},
 			{Cache: "otter", Trace: "zipf0.9", Requests: 100, Hits: 50, Held: 999},
-		},
+			{Cache: "fastcache", Trace: "zipf0.9", Requests: 100, Hits: 70, Held: 1_000_000},
+			{Cache: "emcache", Trace: "loop", Requests: 100, Hits: 20},
+			{Cache: "otter", Trace: "loop", Requests: 100, Hits: 30},
+		}}},
 		memCfg: memory.DefaultConfig(0),
 		memory: []memory.Result{{Cache: "emcache", Items: 1_000_000, HeapObjects: 120, HeapBytes: 2e8,
 			RSSBytes: 1.5e8, ForcedGC: 1500 * time.Microsecond, GCCPUFraction: 0.012, GCNanosPerRead: 3.25, GCCycles: 4, Resident: 1},
@@ -51,8 +53,9 @@ func TestMarkdown(t *testing.T) {
 	assert.Contains(t, md, "| get100 | ")
 	assert.Contains(t, md, " 100 | 50 (0.50×) |", "otter at half the ns/op is twice emcache's throughput")
 	assert.Contains(t, md, fmt.Sprintf("otter get100 with %d goroutines: 90.0%%", runtime.GOMAXPROCS(0)))
-	assert.Contains(t, md, "| zipf0.9 | **60.00** | 50.00 |")
-	assert.Contains(t, md, "| entries held after zipf0.9 | 12.3k | 999 |")
+	assert.Contains(t, md, "| zipf0.9 | **60.00** | 50.00 | 70.00 | +10.00 |", "fastcache is over budget, so not the best")
+	assert.Contains(t, md, "| loop | 20.00 | **30.00** | – | -10.00 |")
+	assert.Contains(t, md, "| entries held after zipf0.9 | 12.3k | 999 | 1M (over budget) | |")
 	assert.Contains(t, md, "| emcache | 1M | 120 | 1.5 ms | 1.20% (4) | 3.2 | 200 | 150 | 100.0% |")
 	assert.Contains(t, md, "| *no cache* | 1M | 0 | 0 ms | 0.00% (0) | 0.0 | 0 | 0 | – |")
 	for _, line := range strings.Split(md, "\n") {
