@@ -73,6 +73,18 @@ const MaxKeyLen = 250
 // no space, control character or DEL, the bytes memcached's protocol.txt
 // keeps out of keys.
 func wireKey(key []byte) bool {
+	// Eight bytes at a time: a Go store scans every key it stores.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; len(key) >= 8; key = key[8:] {
+		x := le.Uint64(key)
+		y := x ^ 0x7f*ones
+		// The high bit of a byte survives in the first term where the byte
+		// is below 0x21, in the second where it is 0x7f (exact for any
+		// byte: a byte of 0x80 or above clears it through the &^).
+		if ((x-0x21*ones)&^x|(y-ones)&^y)&highs != 0 {
+			return false
+		}
+	}
 	for _, b := range key {
 		if b <= ' ' || b == 0x7f {
 			return false

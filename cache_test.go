@@ -2229,3 +2229,30 @@ func TestCacheKeyRuleOnTheWire(t *testing.T) {
 	// A text client's "get a key" asks for "a" and "key".
 	cl.roundTrip("get a key\r\n", "END\r\n")
 }
+
+// TestWireKey checks the word-at-a-time scan against the rule byte by byte:
+// every byte value at every position of keys around the word size.
+func TestWireKey(t *testing.T) {
+	byteRule := func(key []byte) bool {
+		for _, b := range key {
+			if b <= ' ' || b == 0x7f {
+				return false
+			}
+		}
+		return true
+	}
+	for n := 1; n <= 17; n++ {
+		for pos := range n {
+			for v := range 256 {
+				key := []byte("abcdefghijklmnopq"[:n])
+				key[pos] = byte(v)
+				// A neighbour above 0x7f must not hide the byte, nor one
+				// below 0x21 make the rest fail.
+				if pos+1 < n {
+					key[pos+1] = 0xff
+				}
+				require.Equal(t, byteRule(key), wireKey(key), "key %q", key)
+			}
+		}
+	}
+}

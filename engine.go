@@ -178,7 +178,7 @@ func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res re
 		bits = bitKeyBinary
 	}
 	valLen = len(r.value)
-	_, off, found := s.lookup(key, h, now)
+	slot, off, found := s.lookup(key, h, now)
 	if r.lease != 0 && (!found || s.cas(off) != r.lease || s.bits(off)&bitWon == 0) {
 		return resultExists, 0, valLen
 	}
@@ -244,6 +244,7 @@ func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res re
 		s.dropIf(key, h, r.dropOnFail)
 		return resultTooLarge, 0, len(r.value)
 	}
+	smallTail, mainTail := s.small.tail, s.main.tail
 	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, r.casIn, false, h, found && off >= s.main.base, now)
 	if !ok {
 		s.st.cmdSet--
@@ -253,8 +254,13 @@ func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res re
 		s.dropIf(key, h, r.dropOnFail)
 		return resultNoMemory, 0, len(r.value)
 	}
-	// Making room may have moved or evicted the old item: look again.
-	slot, cur, still := s.lookup(key, h, now)
+	// Making room may have moved or evicted the old item, and shifted index
+	// slots: look again. Only the tails' evictions and moves change the
+	// index here, and room made without them leaves both tails in place.
+	cur, still := off, found
+	if s.small.tail != smallTail || s.main.tail != mainTail {
+		slot, cur, still = s.lookup(key, h, now)
+	}
 	if found && !still && r.kind.concat() {
 		s.hole(dst, size)
 		return resultNotStored, 0, len(r.value)

@@ -214,8 +214,7 @@ func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) 
 
 // insert adds a new index entry; the caller has checked the key is absent.
 func (s *shard) insert(key []byte, h uint64, off uint64) {
-	s.count.Add(1)
-	if s.count.Load()*maxLoadDen > s.nslots*maxLoadNum {
+	if s.count.Add(1)*maxLoadDen > s.nslots*maxLoadNum {
 		s.grow(off)
 		return
 	}
@@ -255,19 +254,31 @@ func (s *shard) grow(extra uint64) {
 	old := s.slots
 	oldMem := s.mem.slots
 	defer freeBytes(oldMem)
+	// Rehashing reads every live record's key. In arena order those reads
+	// stream; in the old table's order each is a cache miss (most of a
+	// growing cache's stores went to growing its index). The arena walk
+	// also visits the dead records, so it is taken while they are few.
+	byArena := s.bytes*2 >= s.small.head-s.small.tail+s.main.head-s.main.tail
 	n := int(s.nslots)
 	for {
 		n = pageFill(max(n*growNum/growDen, minSlots))
 		s.mem.slots = nil // the old mapping is freed once, by the defer
 		s.setSlots(s.mem.index(n), n)
-		if s.rehash(old, extra) {
+		var ok bool
+		if byArena {
+			ok = s.rehashArena(old, extra)
+		} else {
+			ok = s.rehash(old, extra)
+		}
+		if ok {
 			return
 		}
+		freeBytes(s.mem.slots)
 	}
 }
 
 // rehash inserts the entries of old and the item at extra into the empty
-// table, reporting false if one did not fit.
+// table, in old's order, reporting false if one did not fit.
 func (s *shard) rehash(old []uint32, extra uint64) bool {
 	for i := -1; i < len(old); i++ {
 		off := extra
@@ -277,13 +288,59 @@ func (s *shard) rehash(old []uint32, extra uint64) bool {
 			}
 			off = s.slotOff(old[i])
 		}
-		h := xxhash.Sum64(s.key(off))
-		if _, ok := s.placeSlot(s.makeSlot(off, h), s.home(h)); !ok {
-			freeBytes(s.mem.slots)
+		if !s.rehashOne(off, xxhash.Sum64(s.key(off))) {
 			return false
 		}
 	}
 	return true
+}
+
+// rehashArena is rehash walking the rings' records from tail to head,
+// each inserted if old points at it (or it is extra).
+func (s *shard) rehashArena(old []uint32, extra uint64) bool {
+	for _, r := range []*ring{&s.main, &s.small} {
+		for pos := r.tail; pos < r.head; {
+			off, n, isHole := s.skipAt(r, pos%r.size)
+			pos += n
+			if isHole {
+				continue
+			}
+			h := xxhash.Sum64(s.key(off))
+			if off != extra && !s.inTable(old, h, off) {
+				continue
+			}
+			if !s.rehashOne(off, h) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rehashOne places the record at off, whose key hashes to h, in the table.
+func (s *shard) rehashOne(off, h uint64) bool {
+	_, ok := s.placeSlot(s.makeSlot(off, h), s.home(h))
+	return ok
+}
+
+// inTable reports whether table (another than the shard's own, of the same
+// slot format) has an entry for the record at off, whose key hashes to h.
+func (s *shard) inTable(table []uint32, h, off uint64) bool {
+	n := uint64(len(table))
+	i := uint64(uint32(h>>32)) * n >> 32
+	tag := s.tagOf(h)
+	for d := uint32(0); ; d++ {
+		e := table[i]
+		if e == 0 || s.slotDisp(e) < d {
+			return false
+		}
+		if s.slotDisp(e) == d && s.slotTag(e) == tag && s.slotOff(e) == off {
+			return true
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
 }
 
 func (s *shard) ghostIndex(h uint64) uint64 {

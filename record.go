@@ -236,13 +236,21 @@ func (s *shard) noteAccess(off uint64, now uint32) {
 }
 
 // touchRead records a read: bump the frequency, mark fetched, note the time.
+// It writes only what changes: a hot item's record is usually read again
+// within the second, with its frequency saturated, and a write would pull
+// its cache line away from the other cores reading it.
 func (s *shard) touchRead(off uint64, now uint32) {
 	b := s.buf[off+offBits]
+	nb := b | bitFetched
 	if b&freqMask < freqMask {
-		b++
+		nb++
 	}
-	s.buf[off+offBits] = b | bitFetched
-	s.noteAccess(off, now)
+	if nb != b {
+		s.buf[off+offBits] = nb
+	}
+	if s.access(off) != now&accessMask {
+		s.noteAccess(off, now)
+	}
 }
 
 // hole writes a skip record of n bytes at off (n >= holeMin).

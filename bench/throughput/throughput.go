@@ -5,9 +5,12 @@
 package throughput
 
 import (
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emcache/emcache/bench/caches"
 	"github.com/emcache/emcache/bench/trace"
@@ -128,4 +131,62 @@ func Bench(b *testing.B, c caches.Cache, ks *Keyset, w Workload, par int) {
 	if n := reads.Load(); n > 0 {
 		b.ReportMetric(float64(hits.Load())/float64(n), "hit/read")
 	}
+}
+
+// The insert workload: distinct keys into an empty cache, which measures
+// what the mixes above never see, a cache (and its index) growing.
+const (
+	// InsertKeys is how many distinct keys the insert workload stores.
+	InsertKeys = 10_000_000
+	// InsertBudgetPerKey sizes the cache so that every inserted key fits in
+	// every library (as the GC-cost measurement sizes it): the workload
+	// measures inserting, not evicting.
+	InsertBudgetPerKey = 256
+)
+
+// InsertResult is one run of the insert workload.
+type InsertResult struct {
+	NsPerOp     float64 // wall time per insert
+	AllocsPerOp float64 // heap allocations per insert
+}
+
+// Insert stores n distinct keys, each with a ValueSize value, into a new
+// cache of lib from GOMAXPROCS goroutines, each storing its own share of the
+// keys in increasing order.
+func Insert(lib caches.Lib, n int) (InsertResult, error) {
+	c, err := lib.New(int64(n) * InsertBudgetPerKey)
+	if err != nil {
+		return InsertResult{}, err
+	}
+	defer c.Close()
+	value := make([]byte, ValueSize)
+	for i := range value {
+		value[i] = byte('a' + i%26)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			key := make([]byte, 0, trace.KeyLen)
+			for id := uint64(w); id < uint64(n); id += uint64(workers) {
+				key = trace.AppendKey(key[:0], id)
+				c.Set(caches.Key{B: key}, value)
+				if id%4096 < uint64(workers) {
+					c.Sync() // ristretto drops sets when its buffer is full
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c.Sync()
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	return InsertResult{
+		NsPerOp:     float64(elapsed.Nanoseconds()) / float64(n),
+		AllocsPerOp: float64(after.Mallocs-before.Mallocs) / float64(n),
+	}, nil
 }

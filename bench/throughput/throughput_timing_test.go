@@ -34,3 +34,25 @@ func benchmarkLib(b *testing.B, lib caches.Lib, ks *Keyset) {
 		}
 	}
 }
+
+// BenchmarkInsert fills an empty cache of each library with distinct keys,
+// reporting the time per insert: BenchmarkInsert/<cache>.
+func BenchmarkInsert(b *testing.B) {
+	const n = 1 << 20 // the report inserts InsertKeys; this keeps -bench short
+	for _, lib := range caches.All {
+		b.Run(lib.Name, func(b *testing.B) {
+			var total InsertResult
+			for range b.N {
+				r, err := Insert(lib, n)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total.NsPerOp += r.NsPerOp
+				total.AllocsPerOp += r.AllocsPerOp
+			}
+			b.ReportMetric(total.NsPerOp/float64(b.N), "ns/insert")
+			b.ReportMetric(total.AllocsPerOp/float64(b.N), "allocs/insert")
+		})
+		runtime.GC()
+	}
+}

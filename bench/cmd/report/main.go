@@ -36,12 +36,14 @@ type settings struct {
 	quick     bool
 	benchtime time.Duration
 	count     int
-	hit       hitratio.Config
-	memSizes  []int
-	mem       func(items int) memory.Config
-	libs      []caches.Lib
-	traces    []string
-	sections  map[string]bool
+	// insertKeys is the size of the insert workload.
+	insertKeys int
+	hit        hitratio.Config
+	memSizes   []int
+	mem        func(items int) memory.Config
+	libs       []caches.Lib
+	traces     []string
+	sections   map[string]bool
 }
 
 func main() {
@@ -56,15 +58,17 @@ func main() {
 	sizes := flag.String("sizes", "", "comma-separated entry counts for the GC cost (default 1000000,10000000; quick 20000,200000)")
 	childMem := flag.String("child-memory", "", "internal: measure one cache's GC cost and print JSON")
 	childTput := flag.String("child-throughput", "", "internal: run one cache's throughput benchmarks and print JSON")
-	childItems := flag.Int("items", 0, "internal: entries for -child-memory")
+	childInsert := flag.String("child-insert", "", "internal: run one cache's insert workload and print JSON")
+	childItems := flag.Int("items", 0, "internal: entries for -child-memory and -child-insert")
 	flag.Parse()
 
-	s := settings{quick: *quick, benchtime: 200 * time.Millisecond, count: 5, hit: hitratio.Default,
+	s := settings{quick: *quick, benchtime: 200 * time.Millisecond, count: 5, insertKeys: throughput.InsertKeys, hit: hitratio.Default,
 		memSizes: []int{1_000_000, 10_000_000}, mem: memory.DefaultConfig, libs: caches.All,
 		sections: map[string]bool{}}
 	if s.quick {
 		s.benchtime = 20 * time.Millisecond
 		s.count = 1
+		s.insertKeys = 200_000
 		s.hit = hitratio.Quick
 		s.memSizes = []int{20_000, 200_000}
 		s.mem = quickMemConfig
@@ -120,6 +124,9 @@ func main() {
 			fatalf("%v", err)
 		}
 		printJSON(childThroughput(lib))
+		return
+	case *childInsert != "":
+		printJSON(childInsertRun(*childInsert, *childItems))
 		return
 	}
 
@@ -193,6 +200,7 @@ type benchResult struct {
 	NsPerOp         float64
 	AllocsPerOp     float64
 	HitPerRead      float64 // -1 for write-only mixes
+	Keys            int     // distinct keys inserted (the insert workload)
 }
 
 // runThroughput runs each cache's benchmarks in a child process, s.count
@@ -206,6 +214,9 @@ func runThroughput(s settings) []benchResult {
 		for _, lib := range s.libs {
 			var rs []benchResult
 			runChildJSON(s, &rs, "-child-throughput", lib.Name, "-benchtime", s.benchtime.String())
+			var ins benchResult
+			runChildJSON(s, &ins, "-child-insert", lib.Name, "-items", strconv.Itoa(s.insertKeys))
+			rs = append(rs, ins)
 			for _, r := range rs {
 				k := fmt.Sprintf("%s/%s/%d", r.Cache, r.Workload, r.Par)
 				if round == 0 {
@@ -252,6 +263,26 @@ func childThroughput(lib caches.Lib) []benchResult {
 	c.Close()
 	return out
 }
+
+// childInsertRun runs the insert workload once on a new cache of name.
+func childInsertRun(name string, keys int) benchResult {
+	lib, err := caches.ByName(name)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	if keys <= 0 {
+		fatalf("-child-insert needs -items > 0")
+	}
+	r, err := throughput.Insert(lib, keys)
+	if err != nil {
+		fatalf("%s: %v", name, err)
+	}
+	return benchResult{Cache: name, Workload: insertWorkload, Par: 1, Keys: keys,
+		NsPerOp: r.NsPerOp, AllocsPerOp: r.AllocsPerOp, HitPerRead: -1}
+}
+
+// insertWorkload names the insert workload's results.
+const insertWorkload = "insert"
 
 // fastest returns the run with the lowest ns/op. Other work on the machine
 // only ever slows a run down, so the fastest round is the best estimate of

@@ -123,51 +123,72 @@ func (r *report) throughputTables(b *strings.Builder) {
 	fmt.Fprintf(b, "\n### Throughput\n\n")
 	fmt.Fprintf(b, "ns/op (lower is better; fastest of the rounds), %d keys, %d-byte values, Zipf s=%g, every key stored first in a %d MiB budget. "+
 		"In brackets: emcache's throughput divided by the other cache's (above 1: emcache is faster). "+
-		"Goroutines are GOMAXPROCS × 1 and × 2.\n\n",
-		throughput.Keys, throughput.ValueSize, throughput.ZipfS, throughput.Budget>>20)
+		"Goroutines are GOMAXPROCS × 1 and × 2. insert: distinct keys stored into an empty cache with room for all "+
+		"(%d bytes per key), by GOMAXPROCS goroutines, timed per insert over the whole fill.\n\n",
+		throughput.Keys, throughput.ValueSize, throughput.ZipfS, throughput.Budget>>20, throughput.InsertBudgetPerKey)
+	rows := r.throughputRows(get)
 	r.header(b, "workload", "goroutines")
-	for _, w := range throughput.Workloads {
-		for _, par := range throughput.Parallelisms {
-			fmt.Fprintf(b, "| %s | %d |", w.Name, par*runtime.GOMAXPROCS(0))
-			base, hasBase := get[fmt.Sprintf("emcache/%s/%d", w.Name, par)]
-			for _, lib := range r.libs {
-				t, ok := get[fmt.Sprintf("%s/%s/%d", lib, w.Name, par)]
-				switch {
-				case !ok:
-					b.WriteString(" – |")
-				case lib == "emcache" || !hasBase:
-					fmt.Fprintf(b, " %.0f |", t.NsPerOp)
-				default:
-					fmt.Fprintf(b, " %.0f (%.2f×) |", t.NsPerOp, t.NsPerOp/base.NsPerOp)
-				}
+	for _, row := range rows {
+		fmt.Fprintf(b, "| %s | %d |", row.label, row.par*runtime.GOMAXPROCS(0))
+		base, hasBase := get[fmt.Sprintf("emcache/%s/%d", row.workload, row.par)]
+		for _, lib := range r.libs {
+			t, ok := get[fmt.Sprintf("%s/%s/%d", lib, row.workload, row.par)]
+			switch {
+			case !ok:
+				b.WriteString(" – |")
+			case lib == "emcache" || !hasBase:
+				fmt.Fprintf(b, " %.0f |", t.NsPerOp)
+			default:
+				fmt.Fprintf(b, " %.0f (%.2f×) |", t.NsPerOp, t.NsPerOp/base.NsPerOp)
 			}
-			b.WriteString("\n")
 		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(b, "\nallocs/op of the same runs:\n\n")
 	r.header(b, "workload", "goroutines")
 	var lowHits []string
-	for _, w := range throughput.Workloads {
-		for _, par := range throughput.Parallelisms {
-			fmt.Fprintf(b, "| %s | %d |", w.Name, par*runtime.GOMAXPROCS(0))
-			for _, lib := range r.libs {
-				t, ok := get[fmt.Sprintf("%s/%s/%d", lib, w.Name, par)]
-				if !ok {
-					b.WriteString(" – |")
-					continue
-				}
-				fmt.Fprintf(b, " %s |", trimFloat(t.AllocsPerOp, 2))
-				if t.HitPerRead >= 0 && t.HitPerRead < 0.995 {
-					lowHits = append(lowHits, fmt.Sprintf("%s %s with %d goroutines: %.1f%%",
-						lib, w.Name, par*runtime.GOMAXPROCS(0), 100*t.HitPerRead))
-				}
+	for _, row := range rows {
+		fmt.Fprintf(b, "| %s | %d |", row.label, row.par*runtime.GOMAXPROCS(0))
+		for _, lib := range r.libs {
+			t, ok := get[fmt.Sprintf("%s/%s/%d", lib, row.workload, row.par)]
+			if !ok {
+				b.WriteString(" – |")
+				continue
 			}
-			b.WriteString("\n")
+			fmt.Fprintf(b, " %s |", trimFloat(t.AllocsPerOp, 2))
+			if t.HitPerRead >= 0 && t.HitPerRead < 0.995 {
+				lowHits = append(lowHits, fmt.Sprintf("%s %s with %d goroutines: %.1f%%",
+					lib, row.label, row.par*runtime.GOMAXPROCS(0), 100*t.HitPerRead))
+			}
 		}
+		b.WriteString("\n")
 	}
 	if len(lowHits) > 0 {
 		fmt.Fprintf(b, "\nReads that hit, where below 99.5%% (overwrites pushed keys out): %s.\n", strings.Join(lowHits, "; "))
 	}
+}
+
+// throughputRow is one row of the throughput tables.
+type throughputRow struct {
+	workload, label string
+	par             int
+}
+
+// throughputRows are the mixes, then the insert workload if it ran.
+func (r *report) throughputRows(get map[string]benchResult) []throughputRow {
+	var rows []throughputRow
+	for _, w := range throughput.Workloads {
+		for _, par := range throughput.Parallelisms {
+			rows = append(rows, throughputRow{w.Name, w.Name, par})
+		}
+	}
+	for _, t := range r.throughput {
+		if t.Workload == insertWorkload {
+			rows = append(rows, throughputRow{insertWorkload, "insert " + count(int64(t.Keys)), 1})
+			break
+		}
+	}
+	return rows
 }
 
 // hitRun is the hit-ratio results at one budget.

@@ -36,6 +36,8 @@ func TestMarkdown(t *testing.T) {
 		throughput: []benchResult{
 			{Cache: "emcache", Workload: "get100", Par: 1, NsPerOp: 100, HitPerRead: 1},
 			{Cache: "otter", Workload: "get100", Par: 1, NsPerOp: 50, AllocsPerOp: 0.5, HitPerRead: 0.9},
+			{Cache: "emcache", Workload: insertWorkload, Par: 1, Keys: 10_000_000, NsPerOp: 1000, HitPerRead: -1},
+			{Cache: "otter", Workload: insertWorkload, Par: 1, Keys: 10_000_000, NsPerOp: 2000, AllocsPerOp: 3, HitPerRead: -1},
 		},
 		hitRuns: []hitRun{{cfg: hitratio.Quick, results: []hitratio.Result{
 			{Cache: "emcache", Trace: "zipf0.9", Requests: 100, Hits: 60, Held: 12_345},
@@ -52,6 +54,8 @@ func TestMarkdown(t *testing.T) {
 	md := r.markdown()
 	assert.Contains(t, md, "| get100 | ")
 	assert.Contains(t, md, " 100 | 50 (0.50×) |", "otter at half the ns/op is twice emcache's throughput")
+	assert.Contains(t, md, fmt.Sprintf("| insert 10M | %d | 1000 | 2000 (2.00×) |", runtime.GOMAXPROCS(0)))
+	assert.Contains(t, md, fmt.Sprintf("| insert 10M | %d | 0 | 3 |", runtime.GOMAXPROCS(0)))
 	assert.Contains(t, md, fmt.Sprintf("otter get100 with %d goroutines: 90.0%%", runtime.GOMAXPROCS(0)))
 	assert.Contains(t, md, "| zipf0.9 | **60.00** | 50.00 | 70.00 | +10.00 |", "fastcache is over budget, so not the best")
 	assert.Contains(t, md, "| loop | 20.00 | **30.00** | – | -10.00 |")
