@@ -121,6 +121,7 @@ func tcpReply(t *testing.T, s *Server, req, end string) string {
 		require.NoError(t, err, "after %q", b.String())
 		b.WriteString(line)
 	}
+	tc.nc.Close()
 	return b.String()
 }
 
@@ -338,11 +339,17 @@ func TestUDPStats(t *testing.T) {
 	assert.Equal(t, 3, strings.Count(conns, fmt.Sprintf(":addr udp:127.0.0.1:%d\r\n", port)), conns)
 	assert.Equal(t, 3, strings.Count(conns, ":state conn_read\r\n"), conns)
 
+	// A worker counts what it wrote after the write returns, which may be
+	// after the client has read it: the TCP connection's count is in once
+	// the worker has seen it close, and the datagram's eventually.
+	require.Eventually(t, func() bool { return s.Stats().CurrConnections == 3 }, ioTimeout, time.Millisecond)
 	before := s.Stats()
 	c.roundTrip(2, "version\r\n")
+	want := before.BytesWritten + uint64(udpHeaderLen+len("VERSION "+Version+"\r\n"))
+	require.Eventually(t, func() bool { return s.Stats().BytesWritten >= want }, ioTimeout, time.Millisecond)
 	after := s.Stats()
 	assert.Equal(t, before.BytesRead+uint64(udpHeaderLen+len("version\r\n")), after.BytesRead)
-	assert.Equal(t, before.BytesWritten+uint64(udpHeaderLen+len("VERSION "+Version+"\r\n")), after.BytesWritten)
+	assert.Equal(t, want, after.BytesWritten)
 }
 
 func TestUDPConfig(t *testing.T) {
