@@ -46,7 +46,7 @@ const MetaSuffix = ".meta"
 // of the file's layout or of the record, index or ring formats.
 const (
 	stateMagic   = "emcache state\n\x00\x00"
-	stateVersion = 2
+	stateVersion = 1
 )
 
 // stateHeader and shardState are the metadata, each field a little-endian
@@ -317,9 +317,6 @@ func (mf *memFile) resume(states []shardState, hdr *stateHeader, shift uint, noE
 	if err := checkSums(shards, states); err != nil {
 		mf.unmap(shards)
 		return nil, err
-	}
-	for _, s := range shards {
-		s.smallBytes = s.liveIn(&s.small)
 	}
 	return shards, nil
 }
