@@ -298,20 +298,13 @@ func (s *shard) rehash(old []uint32, extra uint64) bool {
 // rehashArena is rehash walking the rings' records from tail to head,
 // each inserted if old points at it (or it is extra).
 func (s *shard) rehashArena(old []uint32, extra uint64) bool {
-	for _, r := range []*ring{&s.main, &s.small} {
-		for pos := r.tail; pos < r.head; {
-			off, n, isHole := s.skipAt(r, pos%r.size)
-			pos += n
-			if isHole {
-				continue
-			}
-			h := xxhash.Sum64(s.key(off))
-			if off != extra && !s.inTable(old, h, off) {
-				continue
-			}
-			if !s.rehashOne(off, h) {
-				return false
-			}
+	for off := range s.records() {
+		h := xxhash.Sum64(s.key(off))
+		if off != extra && !s.inTable(old, h, off) {
+			continue
+		}
+		if !s.rehashOne(off, h) {
+			return false
 		}
 	}
 	return true

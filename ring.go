@@ -7,7 +7,11 @@
 
 package emcache
 
-import "github.com/cespare/xxhash/v2"
+import (
+	"iter"
+
+	"github.com/cespare/xxhash/v2"
+)
 
 // moveBudget bounds how many live items one allocation may move (reinsert or
 // promote) before it evicts regardless of access bits, so the latency of a
@@ -103,6 +107,23 @@ func (s *shard) skipAt(r *ring, tp uint64) (off, n uint64, isHole bool) {
 		return off, uint64(le.Uint32(s.buf[off+1:])), true
 	}
 	return off, s.size(off), false
+}
+
+// records yields the offset of every record in the rings, the main ring's
+// first, each ring's oldest first, stepping over holes: dead records among
+// them are the caller's to tell (findOff).
+func (s *shard) records() iter.Seq[uint64] {
+	return func(yield func(uint64) bool) {
+		for _, r := range []*ring{&s.main, &s.small} {
+			for pos := r.tail; pos < r.head; {
+				off, n, isHole := s.skipAt(r, pos%r.size)
+				pos += n
+				if !isHole && !yield(off) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // alloc reserves n contiguous bytes in r, evicting from its tail as needed.

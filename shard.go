@@ -227,26 +227,19 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 	// The live records, oldest first, with the CAS each must keep.
 	type live struct{ off, cas uint64 }
 	var items []live
-	for _, r := range []*ring{&s.main, &s.small} {
-		for pos := r.tail; pos < r.head; {
-			off, n, isHole := s.skipAt(r, pos%r.size)
-			pos += n
-			if isHole {
-				continue
-			}
-			if _, ok := s.findOff(xxhash.Sum64(s.key(off)), off); !ok {
-				continue
-			}
-			if expired(s.expiry(off), now) {
-				s.noteRemoval(off, RemoveExpired)
-				continue
-			}
-			if len(s.dead) != 0 && s.prefixDead(off) {
-				s.noteRemoval(off, RemoveFlushed)
-				continue
-			}
-			items = append(items, live{off, s.cas(off)})
+	for off := range s.records() {
+		if _, ok := s.findOff(xxhash.Sum64(s.key(off)), off); !ok {
+			continue
 		}
+		if expired(s.expiry(off), now) {
+			s.noteRemoval(off, RemoveExpired)
+			continue
+		}
+		if len(s.dead) != 0 && s.prefixDead(off) {
+			s.noteRemoval(off, RemoveFlushed)
+			continue
+		}
+		items = append(items, live{off, s.cas(off)})
 	}
 	s.revokeAll()
 	old := &shard{buf: s.buf} // reads the previous arena's records
