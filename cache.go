@@ -124,9 +124,15 @@ const (
 
 	// maxShards bounds the shard count; the CAS low bits carry the shard id.
 	maxShards = 256
-	// minShardSize keeps every shard able to hold several largest items, so
-	// S3-FIFO's rings work and one huge item never evicts a whole shard.
+	// minShardItems keeps every shard able to hold several largest items,
+	// so S3-FIFO's rings work and one huge item never evicts a whole shard
+	// (the least SetMaxBytes may leave).
 	minShardItems = 4
+	// shardItems is how many largest items New gives each shard room for:
+	// values near the limit then fill a shard's rings with little left
+	// over, and large ones spread over few shards fill them evenly.
+	shardItems = 16
+	minShards  = 4
 	// maxShardSize keeps arena offsets within the index slot's 32 bits.
 	maxShardSize = math.MaxUint32 - 1
 )
@@ -380,10 +386,13 @@ type evictFunc func(key []byte, fetched bool, ttl int64, idle uint32, size int)
 func (c *Cache) setEvictHook(f evictFunc) { c.evicted.Store(&f) }
 
 // shardCount picks the largest power of two, up to maxShards, that leaves
-// every shard room for minShardItems of the largest items.
+// every shard room for shardItems of the largest items; but at least
+// minShards where each still has room for minShardItems of them, so that a
+// small cache's goroutines do not all wait on one lock.
 func shardCount(maxBytes int64, maxItemSize int) int {
 	n := 1
-	for n < maxShards && maxBytes/int64(2*n) >= int64(minShardItems*maxItemSize) {
+	for n < maxShards && (maxBytes/int64(2*n) >= int64(shardItems*maxItemSize) ||
+		2*n <= minShards && maxBytes/int64(2*n) >= int64(minShardItems*maxItemSize)) {
 		n *= 2
 	}
 	return n

@@ -1741,11 +1741,15 @@ func TestCacheSetMaxBytes(t *testing.T) {
 	t.Run("too small", func(t *testing.T) {
 		c := newTestCache(t, Config{MaxBytes: small, MaxItemSize: MinMaxItemSize})
 		mustSet(t, c, "k", "v", 0, 0)
-		for _, n := range []int64{small - 1, MinMaxItemSize, 0, -1} {
+		// New gives each shard room for shardItems largest items, and the
+		// limit may shrink until a shard holds minShardItems of them.
+		least := int64(len(c.shards) * minShardItems * MinMaxItemSize)
+		require.NoError(t, c.SetMaxBytes(least))
+		for _, n := range []int64{least - 1, MinMaxItemSize, 0, -1} {
 			err := c.SetMaxBytes(n)
 			assert.ErrorIs(t, err, ErrMaxBytes, "SetMaxBytes(%d)", n)
 		}
-		assert.Equal(t, int64(small), c.MaxBytes())
+		assert.Equal(t, least, c.MaxBytes())
 		assert.Equal(t, "v", string(mustGet(t, c, "k").Value))
 	})
 }

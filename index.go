@@ -167,7 +167,7 @@ func (s *shard) lookupExpired(key []byte, h uint64, now uint32) (slot, off uint6
 // (kill), reused when the ring's tail passes it.
 func (s *shard) unlink(slot uint64) {
 	off := s.offAt(slot)
-	s.bytes -= s.kill(off)
+	s.dropLive(off, s.kill(off))
 	s.count.Add(^uint64(0))
 	s.deleteSlot(slot)
 }
@@ -204,12 +204,13 @@ func (s *shard) deleteSlot(i uint64) {
 // in slot if found.
 func (s *shard) link(key []byte, h uint64, slot uint64, found bool, off uint64) {
 	if found {
-		s.bytes -= s.kill(s.offAt(slot))
+		old := s.offAt(slot)
+		s.dropLive(old, s.kill(old))
 		s.repoint(slot, off)
 	} else {
 		s.insert(key, h, off)
 	}
-	s.bytes += s.size(off)
+	s.addLive(off, s.size(off))
 }
 
 // insert adds a new index entry; the caller has checked the key is absent.

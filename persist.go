@@ -46,7 +46,7 @@ const MetaSuffix = ".meta"
 // of the file's layout or of the record, index or ring formats.
 const (
 	stateMagic   = "emcache state\n\x00\x00"
-	stateVersion = 1
+	stateVersion = 2
 )
 
 // stateHeader and shardState are the metadata, each field a little-endian
@@ -60,12 +60,13 @@ type stateHeader struct {
 type shardState struct {
 	smallHead, smallTail, mainHead, mainTail uint64
 	count, bytes, casHigh, totalItems        uint64
+	smallBytes                               uint64
 	nslots, arenaSum, indexSum               uint64
 }
 
 const (
 	headerWords = 12
-	shardWords  = 11
+	shardWords  = 12
 )
 
 // memFile is a cache's open memory file: shard i's arena is span bytes at
@@ -227,7 +228,7 @@ func (h *stateHeader) fields() []*uint64 {
 
 func (s *shardState) fields() []*uint64 {
 	return []*uint64{&s.smallHead, &s.smallTail, &s.mainHead, &s.mainTail,
-		&s.count, &s.bytes, &s.casHigh, &s.totalItems, &s.nslots, &s.arenaSum, &s.indexSum}
+		&s.count, &s.bytes, &s.casHigh, &s.totalItems, &s.nslots, &s.arenaSum, &s.indexSum, &s.smallBytes}
 }
 
 type wordReader struct{ b []byte }
@@ -333,11 +334,11 @@ func (s *shard) restore(st *shardState) error {
 		r.ring.head, r.ring.hp = r.head, r.head%r.ring.size
 		r.ring.tail, r.ring.tp = r.tail, r.tail%r.ring.size
 	}
-	if st.bytes > uint64(len(s.buf)) || st.count > st.nslots {
+	if st.bytes > uint64(len(s.buf)) || st.smallBytes > st.bytes || st.count > st.nslots {
 		return errors.New("item counts")
 	}
 	s.count.Store(st.count)
-	s.bytes, s.casHigh = st.bytes, st.casHigh
+	s.bytes, s.smallBytes, s.casHigh = st.bytes, st.smallBytes, st.casHigh
 	s.st.totalItems = st.totalItems
 	return nil
 }
@@ -426,7 +427,7 @@ func (mf *memFile) save(c *Cache) error {
 		}
 		st := shardState{
 			smallHead: s.small.head, smallTail: s.small.tail, mainHead: s.main.head, mainTail: s.main.tail,
-			count: s.count.Load(), bytes: s.bytes, casHigh: s.casHigh, totalItems: s.st.totalItems,
+			count: s.count.Load(), bytes: s.bytes, smallBytes: s.smallBytes, casHigh: s.casHigh, totalItems: s.st.totalItems,
 			nslots: s.nslots, arenaSum: sum[i].arena, indexSum: sum[i].index,
 		}
 		for _, p := range st.fields() {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -482,4 +483,35 @@ func TestMemoryFileIsExclusive(t *testing.T) {
 	_, err := New(cfg)
 	require.ErrorContains(t, err, "in use")
 	require.ErrorIs(t, c.SetMaxBytes(16<<20), ErrMemoryFileFixed)
+}
+
+// The small ring's live bytes, which decide whether it compacts or evicts,
+// come back with a warm restart.
+func TestRestartKeepsSmallRingBytes(t *testing.T) {
+	clk := newTestClock()
+	cfg := restartConfig(t.TempDir(), clk)
+	c := openCache(t, cfg)
+	value := make([]byte, 1000)
+	for i := 0; c.Stats().Evictions == 0; i++ {
+		putItem(t, c, "fill"+strconv.Itoa(i), value, 0, 0)
+	}
+	small := func(c *Cache) (counted, live []uint64) {
+		for _, s := range c.shards {
+			s.mu.Lock()
+			counted, live = append(counted, s.smallBytes), append(live, s.liveIn(&s.small))
+			s.mu.Unlock()
+		}
+		return counted, live
+	}
+	before, live := small(c)
+	require.Equal(t, live, before)
+	require.NotZero(t, slices.Max(before), "the small ring holds items")
+	require.NoError(t, c.Close())
+
+	c = openCache(t, cfg)
+	t.Cleanup(func() { c.Close() })
+	requireWarm(t, c)
+	after, live := small(c)
+	assert.Equal(t, before, after)
+	assert.Equal(t, live, after)
 }

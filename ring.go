@@ -13,23 +13,32 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// moveBudget bounds how many live items one allocation may move (reinsert or
-// promote) before it evicts regardless of access bits, so the latency of a
-// store stays bounded even when every item was recently read.
-const moveBudget = 32
-
-// liveFullNum/liveFullDen is the share of a shard's arena live items must
-// fill before it evicts: below it, the log's dead records make room.
+// moveBudget bounds how many recently read items one allocation may move
+// (reinsert or promote) before it evicts regardless of access bits, so the
+// latency of a store stays bounded even when every item was recently read.
+// Moves that compact (spare, demote, compactAhead) are paid from a shard's
+// move credit instead: each store earns moveBudget and may spend up to
+// maxMoveCredit, so a run of live records at the tail (a region the log
+// compacted on its last pass) does not force an eviction. The two are
+// apart because the policy reads an eviction of a read item as the main
+// ring being crowded (ringFor): credit saved over many stores would delay
+// that signal.
 const (
-	liveFullNum = 7
-	liveFullDen = 8
+	moveBudget    = 32
+	maxMoveCredit = 256
 )
 
-// moveSlack is the free space the main ring keeps outside an allocation: a
-// moved record may grow by its CAS field, and this lets every move one
-// allocation's budget allows find the room, so a recently read item is
-// never evicted for want of those few bytes.
-const moveSlack = moveBudget * 8
+// liveReserveDen: a ring compacts (moves its unread live items past the
+// dead records behind them) rather than evicting them while its live items
+// and the allocation leave 1/liveReserveDen of it over. Closer to full,
+// compaction moves more than liveReserveDen-1 records per record it frees.
+const liveReserveDen = 16
+
+// moveSlack is the free space a ring keeps outside an allocation: a moved
+// record may grow by its CAS field, and this lets every move one store's
+// credit allows find the room, so a live item is never evicted for want of
+// those few bytes.
+const moveSlack = maxMoveCredit * 8
 
 // noEvictMoveBudget is moveBudget for caches that never evict.
 const noEvictMoveBudget = 1024
@@ -130,16 +139,51 @@ func (s *shard) records() iter.Seq[uint64] {
 // It may move other items and reshuffle index slots: callers look keys up
 // again afterwards. n must not exceed r.size.
 func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
-	n = s.span(n)
-	need := n
-	if n*bigRecordShare < r.size {
-		need += s.slack(r)
-	}
 	budget := moveBudget
 	if s.noEvict {
 		// Without eviction, live items are moved aside to reach dead space
 		// behind them; the bound keeps a full cache's failed store cheap.
 		budget = noEvictMoveBudget
+		return s.allocFrom(r, n, now, &budget)
+	}
+	if s.allocating {
+		// Making room for a store moves an item, which needs room too:
+		// that allocation earns no credit of its own.
+		return s.allocFrom(r, n, now, &budget)
+	}
+	s.allocating = true
+	s.credit = min(s.credit+moveBudget, maxMoveCredit)
+	s.compactAhead(now)
+	off, ok := s.allocFrom(r, n, now, &budget)
+	s.allocating = false
+	return off, ok
+}
+
+// compactGapDen: while the main ring holds dead records beyond its reserve,
+// stores compact it ahead of need until 1/compactGapDen of it is free. A
+// region the log compacted on its last pass is all live (a cold fill, say,
+// behind hot overwrites), and moving it past the tail frees nothing: the
+// gap is the room the stores take while a pass crosses it, a few moves a
+// store, instead of evicting when one store's credit runs out.
+const compactGapDen = 16
+
+// compactAhead spends the half of the move credit a store's own allocation
+// does not need on compacting the main ring (compactGapDen), while a
+// reserve's worth of its records are dead: an all-live ring only rotates.
+func (s *shard) compactAhead(now uint32) {
+	r := &s.main
+	for s.credit > maxMoveCredit/2 && r.free() < r.size/compactGapDen && s.fits(r, 0) &&
+		r.head-r.tail >= s.bytes-s.smallBytes+r.size/liveReserveDen {
+		s.evictTail(r, 0, now, &s.credit)
+	}
+}
+
+// allocFrom is alloc paying for moves from budget.
+func (s *shard) allocFrom(r *ring, n uint64, now uint32, budget *int) (uint64, bool) {
+	n = s.span(n)
+	need := n
+	if n*bigRecordShare < r.size {
+		need += s.slack(r)
 	}
 	for {
 		hp := r.hp
@@ -159,18 +203,20 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 			r.push(n)
 			return off, true
 		}
-		if !s.evictTail(r, now, &budget) {
+		if !s.evictTail(r, n, now, budget) {
 			return 0, false
 		}
 	}
 }
 
-// evictTail frees the record at r's tail: dead records and holes are
-// skipped, expired items reclaimed, recently read ones moved (reinserted in
-// the main ring, promoted from the small one) while the budget lasts, and
-// the rest evicted. It reports false when nothing can be freed without
-// evicting a live item and eviction is disabled.
-func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
+// evictTail frees the record at r's tail for an allocation of n bytes: dead
+// records and holes are skipped, expired items reclaimed, recently read
+// ones moved (reinserted in the main ring, promoted from the small one)
+// while the budget lasts, unread ones spared while the rings have room,
+// and the rest evicted. It reports false when nothing can be freed without
+// evicting a live item and eviction is disabled (or a demotion is making
+// room, which never evicts).
+func (s *shard) evictTail(r *ring, n uint64, now uint32, budget *int) bool {
 	if r.head == r.tail {
 		return false
 	}
@@ -202,12 +248,19 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 		r.pop(size)
 		return true
 	}
-	// S3-FIFO evicts only from a full cache. While the main ring has room,
-	// unread small-ring items move on; while live items fill less than
-	// liveFullNum/liveFullDen of the arena, the tail is mostly dead records
-	// (overwrites, deletes) and live items are moved past it, not evicted.
-	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.mainHasRoom(size)) ||
-		s.bytes*liveFullDen < uint64(len(s.buf))*liveFullNum
+	if s.demoting {
+		// The small ring makes room for an item the main ring demotes:
+		// it compacts, and never evicts or promotes for it.
+		if *budget > 0 && s.fits(r, n) && s.reinsert(r, off, size, slot) {
+			*budget--
+			return true
+		}
+		return false
+	}
+	// S3-FIFO evicts only from a full cache: while the main ring has room,
+	// unread small-ring items move on, and while the rings have room for
+	// their live items (spare) the unread ones are not evicted either.
+	keep := bits&freqMask != 0 || s.noEvict || (r == &s.small && s.mainHasRoom(size))
 	if keep && *budget > 0 {
 		*budget--
 		if r == &s.small {
@@ -215,15 +268,19 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 				r.pop(size)
 				return true
 			}
-		} else if s.reinsert(off, size, slot) {
+		} else if s.reinsert(r, off, size, slot) || s.setAside(off, slot, h, now) {
 			return true
-		} else if !s.relocating && !s.noEvict {
-			// The moved copy needs a few bytes more than the ring has
-			// free: set the item aside and allocate for it like a store
-			// (which cannot fail where eviction can make room).
-			if dst, ok := s.relocate(off, slot, h, false, now); ok {
-				s.buf[dst+offBits] &^= freqMask
-			}
+		}
+	}
+	if !keep && !s.noEvict {
+		if s.credit > 0 && s.spare(r, off, size, slot, h, n, now) {
+			s.credit--
+			return true
+		}
+		// Out of credit, a main-ring item still goes to free room in the
+		// small ring rather than out of the cache: one move per record
+		// freed, as bounded by the allocation's size as evicting it.
+		if s.credit == 0 && r == &s.main && !s.promoting && s.fits(&s.small, size) && s.demote(off, size, h, now) {
 			return true
 		}
 	}
@@ -258,16 +315,98 @@ func (s *shard) evictTail(r *ring, now uint32, budget *int) bool {
 	return true
 }
 
-// reinsert moves the main ring's tail item to its head with its access
-// credit spent (CLOCK's second chance), if the room there allows; else it
-// returns false and the item stays. However often it was read, an item
-// survives one pass of the tail for reads since the last: counting the
-// reads down over several passes kept keys that were popular long ago in
-// place of those popular now (on the benchmarks' churn trace, a third of a
-// point more behind an exact LRU), and scan resistance comes from the
-// small ring, not from the count.
-func (s *shard) reinsert(off, size, slot uint64) bool {
-	r := &s.main
+// setAside moves the main ring's tail item at off (in slot) when the room
+// at the head is a few bytes short of its moved copy: the item is set aside
+// and allocated for like a store (which cannot fail where eviction can make
+// room), with its access credit spent (reinsert). It reports false where it may not:
+// while another item is set aside, or in a cache that cannot evict.
+func (s *shard) setAside(off, slot, h uint64, now uint32) bool {
+	if s.relocating || s.noEvict {
+		return false
+	}
+	if dst, ok := s.relocate(off, slot, h, false, now); ok {
+		s.buf[dst+offBits] &^= freqMask
+	}
+	return true
+}
+
+// spare keeps the unread live item at r's tail (off, size bytes, in slot)
+// that S3-FIFO would evict to make room for n bytes, while the rings have
+// room for it: a small-ring item is promoted if the main ring has free room
+// or room to compact for it, else moved on in its ring; a main-ring item is moved on in the main
+// ring if that has room, else demoted into the small ring. The tail is
+// then mostly dead records (overwrites, deletes, appends), which the moves
+// reclaim. It reports false when the item must go.
+func (s *shard) spare(r *ring, off, size, slot, h, n uint64, now uint32) bool {
+	if r == &s.small {
+		main := &s.main
+		if (main.free() >= size+s.slack(main) || s.fits(main, size)) && s.promote(off, h, now) {
+			r.pop(size)
+			return true
+		}
+		return s.fits(r, n) && s.reinsert(r, off, size, slot)
+	}
+	if s.fits(r, n) {
+		return s.reinsert(r, off, size, slot) || s.setAside(off, slot, h, now)
+	}
+	// A promotion's room must not move the small ring's tail, where the
+	// promoted item still is.
+	return !s.promoting && s.fits(&s.small, size) && s.demote(off, size, h, now)
+}
+
+// fits reports whether r's live items and n more bytes leave the ring the
+// reserve compaction needs (liveReserveDen) beside the slack its
+// allocations keep free; records too large for the move slack need no
+// reserve, since they replace one another whole. Without the slack counted,
+// a ring whose only spare bytes are that slack would pass, and its
+// allocations would rotate live items past one another, freeing nothing.
+func (s *shard) fits(r *ring, n uint64) bool {
+	live := s.bytes - s.smallBytes
+	if r == &s.small {
+		live = s.smallBytes
+	}
+	reserve := r.size / liveReserveDen
+	if n*bigRecordShare >= r.size {
+		reserve = 0
+	}
+	return live+n+reserve+s.slack(r) <= r.size
+}
+
+// demote moves the main ring's tail item (off, size bytes) into the small
+// ring, which makes the room by compacting only (demoting). The item keeps
+// its access bits, and leaves the small ring like any other.
+func (s *shard) demote(off, size, h uint64, now uint32) bool {
+	ns := s.movedSize(off)
+	s.demoting = true
+	dst, ok := s.alloc(&s.small, ns, now)
+	s.demoting = false
+	if !ok {
+		return false
+	}
+	s.move(dst, off)
+	// The small ring's reclaims may have shifted index slots.
+	slot, found := s.findOff(h, off)
+	if !found {
+		// Cannot happen: the small ring's compaction never touches main-ring items.
+		s.hole(dst, ns)
+		return false
+	}
+	s.main.pop(size)
+	s.bytes += ns - size
+	s.smallBytes += ns
+	s.repoint(slot, dst)
+	return true
+}
+
+// reinsert moves r's tail item to its head, in the main ring with its
+// access credit spent (CLOCK's second chance), if the room there allows;
+// else it returns false and the item stays. However often it was read, an
+// item survives one pass of the main ring's tail for reads since the last:
+// counting the reads down over several passes kept keys that were popular
+// long ago in place of those popular now (on the benchmarks' churn trace, a
+// third of a point more behind an exact LRU), and scan resistance comes
+// from the small ring, not from the count.
+func (s *shard) reinsert(r *ring, off, size, slot uint64) bool {
 	ns := s.movedSize(off)
 	hp := r.hp
 	pad := uint64(0)
@@ -295,7 +434,11 @@ func (s *shard) reinsert(off, size, slot uint64) bool {
 	s.move(dst, off)
 	r.pop(size)
 	r.push(ns)
-	s.buf[dst+offBits] &^= freqMask
+	if r == &s.small {
+		s.smallBytes += ns - size
+	} else {
+		s.buf[dst+offBits] &^= freqMask
+	}
 	s.bytes += ns - size
 	s.repoint(slot, dst)
 	return true
@@ -309,7 +452,9 @@ func (s *shard) promote(off, h uint64, now uint32) bool {
 	if ns > s.main.size {
 		return false
 	}
+	s.promoting = true
 	dst, ok := s.alloc(&s.main, ns, now)
+	s.promoting = false
 	if !ok {
 		return false
 	}
@@ -323,6 +468,7 @@ func (s *shard) promote(off, h uint64, now uint32) bool {
 		return false
 	}
 	s.bytes += ns - size
+	s.smallBytes -= size
 	s.repoint(slot, dst)
 	return true
 }
@@ -395,17 +541,37 @@ func (s *shard) retime(key []byte, h uint64, off uint64, exp, now uint32) (uint6
 // its item aside instead (relocate).
 const bigRecordShare = 16
 
-// slack is the free space r keeps outside an allocation (moveSlack).
+// slack is the free space r keeps outside an allocation (moveSlack), at
+// most a reserve's worth of a small ring; a move that finds too little is
+// set aside (main ring) or the item evicted (small ring).
 func (s *shard) slack(r *ring) uint64 {
-	if r == &s.main && !s.wide {
-		return moveSlack
+	if s.wide {
+		return 0
 	}
-	return 0
+	return min(moveSlack, r.size/liveReserveDen)
+}
+
+// addLive counts n more live bytes in the record at off.
+func (s *shard) addLive(off, n uint64) {
+	s.bytes += n
+	if off < s.main.base {
+		s.smallBytes += n
+	}
+}
+
+// dropLive counts the n live bytes of the record at off as gone.
+func (s *shard) dropLive(off, n uint64) {
+	s.bytes -= n
+	if off < s.main.base {
+		s.smallBytes -= n
+	}
 }
 
 // mainHasRoom reports whether the main ring has room to spare for a record
 // of size bytes: the cache is not full yet.
-func (s *shard) mainHasRoom(size uint64) bool { return s.main.free() >= 2*size+s.slack(&s.main) }
+func (s *shard) mainHasRoom(size uint64) bool {
+	return s.main.free() >= 2*size+s.slack(&s.main)+s.main.size/compactGapDen
+}
 
 // ringFor picks the ring for a new record of size bytes: the main ring for
 // keys seen recently (ghost hit or replacing a main-ring item), for items
@@ -422,7 +588,7 @@ func (s *shard) mainHasRoom(size uint64) bool { return s.main.free() >= 2*size+s
 // about its share of the loop (75%). Ghost hits are let in again once the
 // main ring evicts an item nobody read: it holds items worth replacing.
 func (s *shard) ringFor(size uint64, h uint64, oldInMain bool) *ring {
-	if oldInMain || size*4 > s.small.size || s.mainHasRoom(size) || !s.mainCrowded && s.inGhost(h) {
+	if oldInMain || size > s.small.size || s.mainHasRoom(size) || !s.mainCrowded && s.inGhost(h) {
 		return &s.main
 	}
 	return &s.small

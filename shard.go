@@ -41,12 +41,15 @@ type shard struct {
 	buf         []byte // mem.buf; nil once closed
 	small, main ring
 
-	slots   []uint32
-	nslots  uint64
-	count   atomic.Uint64 // live items; atomic so that Len locks nothing
-	bytes   uint64        // arena bytes held by live items
-	offBits uint          // slot bits holding an arena offset
-	unit    uint          // arena offsets are multiples of 1<<unit
+	slots  []uint32
+	nslots uint64
+	count  atomic.Uint64 // live items; atomic so that Len locks nothing
+	bytes  uint64        // arena bytes held by live items
+	// smallBytes are the bytes of bytes held in the small ring: each
+	// ring's fullness decides whether it compacts or evicts (fits).
+	smallBytes uint64
+	offBits    uint // slot bits holding an arena offset
+	unit       uint // arena offsets are multiples of 1<<unit
 
 	// ghost remembers hashes of items evicted from the small ring without a
 	// second access; a store of such a key goes straight to the main ring
@@ -65,6 +68,15 @@ type shard struct {
 	// relocating: an item is set aside while room is made for it, and
 	// the moves that room takes evict rather than set aside another.
 	relocating bool
+	// promoting: a small-ring item is promoted while room is made for it
+	// in the main ring, which then may not demote into the small ring.
+	// demoting: a main-ring item is demoted while the small ring makes
+	// room for it, by compaction only.
+	promoting, demoting bool
+	// allocating: a store's allocation is making room; credit is the
+	// move credit stores earn and moves spend (moveBudget).
+	allocating bool
+	credit     int
 	st         counters
 	cursor     uint64 // crawler position in slots
 	// pins are the arena bytes replies are sending (pin.go): whatever
@@ -150,7 +162,7 @@ func (s *shard) release() {
 	s.mem.free()
 	s.buf, s.slots, s.ghost = nil, nil, nil
 	s.count.Store(0)
-	s.bytes = 0
+	s.bytes, s.smallBytes = 0, 0
 }
 
 func (s *shard) closed() bool { return s.buf == nil }
@@ -182,7 +194,7 @@ func (s *shard) span(n uint64) uint64 {
 func (s *shard) clear() {
 	clear(s.slots)
 	s.count.Store(0)
-	s.bytes = 0
+	s.bytes, s.smallBytes = 0, 0
 	s.dead, s.sweep = nil, deadSweep{}
 	s.small = newRing(s.small.base, s.small.size, s.small.head, s.small.touched)
 	s.main = newRing(s.main.base, s.main.size, s.main.head, s.main.touched)
@@ -250,7 +262,7 @@ func (s *shard) rebuild(capacity uint64, now uint32) {
 	n := int(s.nslots)
 	s.setSlots(s.mem.index(n), n)
 	s.count.Store(0)
-	s.bytes = 0
+	s.bytes, s.smallBytes = 0, 0
 	// Every record now lies past the heads the deletions saw.
 	s.dead, s.sweep = nil, deadSweep{}
 	for _, it := range items {
