@@ -258,7 +258,7 @@ func (mf *memFile) fresh(n int, capacity uint64, shift uint, noEvict bool) ([]*s
 			mf.unmap(shards)
 			return nil, fmt.Errorf("emcache: map MemoryFile: %w", err)
 		}
-		mem := &shardMem{buf: buf}
+		mem := &shardMem{buf: buf, file: true}
 		mem.index(nslots)
 		shards[i] = shardOver(uint64(i), shift, noEvict, mem, nslots)
 	}
@@ -301,7 +301,7 @@ func (mf *memFile) resume(states []shardState, hdr *stateHeader, shift uint, noE
 			mf.unmap(shards)
 			return nil, fmt.Errorf("emcache: map MemoryFile: %w", err)
 		}
-		mem := &shardMem{buf: buf}
+		mem := &shardMem{buf: buf, file: true}
 		idx := mem.index(int(st.nslots))
 		if _, err := mf.f.ReadAt(idx, offs[i]); err != nil {
 			mem.free()

@@ -127,6 +127,7 @@ func initialShardSlots(n int) int { return max(initialSlots/n, minSlots) }
 type shardMem struct {
 	buf   []byte
 	slots []byte // the index and ghost table, one mapping
+	file  bool   // buf maps part of a memory file
 }
 
 func (m *shardMem) arena(n int) []byte {
@@ -179,8 +180,14 @@ func (s *shard) setArena(buf []byte) {
 	s.offBits = uint(bits.Len64(uint64(len(buf)) >> s.unit))
 	unit := uint64(1) << s.unit
 	smallSize := uint64(len(buf)) * smallRingPercent / 100 &^ (unit - 1)
-	s.small = newRing(0, smallSize, s.small.head, 0)
-	s.main = newRing(smallSize, (uint64(len(buf))-smallSize)&^(unit-1), s.main.head, 0)
+	active := uint64(initialActive)
+	if s.mem.file {
+		// A memory file's checksums read the rings from tail to head,
+		// padding included: the padding's pages would all be mapped.
+		active = uint64(len(buf))
+	}
+	s.small = newRing(0, smallSize, s.small.head, 0, active)
+	s.main = newRing(smallSize, (uint64(len(buf))-smallSize)&^(unit-1), s.main.head, 0, active)
 }
 
 // span rounds a record size up to the arena unit.
@@ -196,8 +203,8 @@ func (s *shard) clear() {
 	s.count.Store(0)
 	s.bytes, s.smallBytes = 0, 0
 	s.dead, s.sweep = nil, deadSweep{}
-	s.small = newRing(s.small.base, s.small.size, s.small.head, s.small.touched)
-	s.main = newRing(s.main.base, s.main.size, s.main.head, s.main.touched)
+	s.small = newRing(s.small.base, s.small.size, s.small.head, s.small.touched, s.small.active)
+	s.main = newRing(s.main.base, s.main.size, s.main.head, s.main.touched, s.main.active)
 }
 
 // crawl reclaims expired items among the next n index slots, so memory held
