@@ -259,7 +259,7 @@ func (s *shard) grow(extra uint64) {
 	// stream; in the old table's order each is a cache miss (most of a
 	// growing cache's stores went to growing its index). The arena walk
 	// also visits the dead records, so it is taken while they are few.
-	byArena := s.bytes*2 >= s.small.head-s.small.tail+s.main.head-s.main.tail
+	byArena := s.bytes*2 >= s.small.used()+s.main.used()
 	n := int(s.nslots)
 	for {
 		n = pageFill(max(n*growNum/growDen, minSlots))

@@ -50,7 +50,7 @@ func TestIndexGrowthKeepsEveryItem(t *testing.T) {
 			slotsAfter, arena := 0, 0
 			for _, s := range c.shards {
 				slotsAfter += int(s.nslots)
-				if s.bytes*2 >= s.small.head-s.small.tail+s.main.head-s.main.tail {
+				if s.bytes*2 >= s.small.used()+s.main.used() {
 					arena++
 				}
 			}

@@ -60,8 +60,10 @@ type ring struct {
 	// ahead of it (prefault).
 	touched uint64
 	// active is the span from the ring's start at which a store's head
-	// wraps (growActive): pages past it are never touched.
-	active uint64
+	// wraps (growActive): pages past it are never touched. pad is the
+	// hole from the head's last wrap to the ring's end while the tail has
+	// not passed it (0 after).
+	active, pad uint64
 }
 
 // newRing lays out a ring whose head and tail stand at logical position pos,
@@ -120,6 +122,9 @@ func (s *shard) prefault(r *ring, end uint64) {
 
 func (r *ring) free() uint64 { return r.size - (r.head - r.tail) }
 
+// used is the span of r's records, live and dead, without the padding.
+func (r *ring) used() uint64 { return r.head - r.tail - r.pad }
+
 // push moves the head n bytes on (n <= size).
 func (r *ring) push(n uint64) {
 	r.head += n
@@ -133,6 +138,7 @@ func (r *ring) pop(n uint64) {
 	r.tail += n
 	if r.tp += n; r.tp >= r.size {
 		r.tp -= r.size
+		r.pad = 0 // what ends at the ring's end is the last wrap's
 	}
 }
 
@@ -199,7 +205,8 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 }
 
 // compactGapDen: while the main ring holds dead records beyond its reserve,
-// stores compact it ahead of need until 1/compactGapDen of it is free. A
+// stores compact it ahead of need until 1/compactGapDen of its active span
+// is free. A
 // region the log compacted on its last pass is all live (a cold fill, say,
 // behind hot overwrites), and moving it past the tail frees nothing: the
 // gap is the room the stores take while a pass crosses it, a few moves a
@@ -211,8 +218,8 @@ const compactGapDen = 16
 // reserve's worth of its records are dead: an all-live ring only rotates.
 func (s *shard) compactAhead(now uint32) {
 	r := &s.main
-	for s.credit > maxMoveCredit/2 && r.free() < r.size/compactGapDen && s.fits(r, 0) &&
-		r.head-r.tail >= s.bytes-s.smallBytes+r.size/liveReserveDen {
+	for s.credit > maxMoveCredit/2 && r.active < r.used()+r.active/compactGapDen && s.fits(r, 0) &&
+		r.used() >= s.bytes-s.smallBytes+r.active/liveReserveDen {
 		s.evictTail(r, 0, now, &s.credit)
 	}
 }
@@ -236,6 +243,7 @@ func (s *shard) allocFrom(r *ring, n uint64, now uint32, budget *int) (uint64, b
 					s.hole(r.base+hp, rem)
 				}
 				r.push(rem)
+				r.pad = rem
 				continue
 			}
 		} else if r.free() >= need {
