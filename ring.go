@@ -95,11 +95,7 @@ const (
 // it may when the ring's live items would fill most of the span, or the
 // allocation is large for it. False means the head wraps early.
 func (s *shard) growActive(r *ring, end, n uint64) bool {
-	live := s.bytes - s.smallBytes
-	if r == &s.small {
-		live = s.smallBytes
-	}
-	if (live+n)*activeFullDen < r.active*activeFullNum && n*bigRecordShare < r.active {
+	if (s.liveBytes(r)+n)*activeFullDen < r.active*activeFullNum && n*bigRecordShare < r.active {
 		return false
 	}
 	for r.active < end {
@@ -219,7 +215,7 @@ const compactGapDen = 16
 func (s *shard) compactAhead(now uint32) {
 	r := &s.main
 	for s.credit > maxMoveCredit/2 && r.active < r.used()+r.active/compactGapDen && s.fits(r, 0) &&
-		r.used() >= s.bytes-s.smallBytes+r.active/liveReserveDen {
+		r.used() >= s.liveBytes(r)+r.active/liveReserveDen {
 		s.evictTail(r, 0, now, &s.credit)
 	}
 }
@@ -382,8 +378,9 @@ func (s *shard) setAside(off, slot, h uint64, now uint32) bool {
 	return true
 }
 
-// spare keeps the unread live item at r's tail (off, size bytes, in slot)
-// that S3-FIFO would evict to make room for n bytes, while the rings have
+// spare keeps the live item at r's tail (off, size bytes, in slot) that
+// S3-FIFO would evict to make room for n bytes (unread, or read but past
+// the allocation's move budget), while the rings have
 // room for it: a small-ring item is promoted if the main ring has free room
 // or room to compact for it, else moved on in its ring; a main-ring item is moved on in the main
 // ring if that has room, else demoted into the small ring. The tail is
@@ -413,15 +410,11 @@ func (s *shard) spare(r *ring, off, size, slot, h, n uint64, now uint32) bool {
 // a ring whose only spare bytes are that slack would pass, and its
 // allocations would rotate live items past one another, freeing nothing.
 func (s *shard) fits(r *ring, n uint64) bool {
-	live := s.bytes - s.smallBytes
-	if r == &s.small {
-		live = s.smallBytes
-	}
 	reserve := r.size / liveReserveDen
 	if n*bigRecordShare >= r.size {
 		reserve = 0
 	}
-	return live+n+reserve+s.slack(r) <= r.size
+	return s.liveBytes(r)+n+reserve+s.slack(r) <= r.size
 }
 
 // demote moves the main ring's tail item (off, size bytes) into the small
@@ -603,6 +596,14 @@ func (s *shard) slack(r *ring) uint64 {
 	return min(moveSlack, r.size/liveReserveDen)
 }
 
+// liveBytes is the arena bytes of r's live items.
+func (s *shard) liveBytes(r *ring) uint64 {
+	if r == &s.small {
+		return s.smallBytes
+	}
+	return s.bytes - s.smallBytes
+}
+
 // addLive counts n more live bytes in the record at off.
 func (s *shard) addLive(off, n uint64) {
 	s.bytes += n
@@ -623,7 +624,7 @@ func (s *shard) dropLive(off, n uint64) {
 // of size bytes: the cache is not full yet. Room is what live items leave,
 // free or dead: a ring that wrapped at its active span has little free.
 func (s *shard) mainHasRoom(size uint64) bool {
-	return s.main.size-(s.bytes-s.smallBytes) >= 2*size+s.slack(&s.main)+s.main.size/compactGapDen
+	return s.main.size-s.liveBytes(&s.main) >= 2*size+s.slack(&s.main)+s.main.size/compactGapDen
 }
 
 // ringFor picks the ring for a new record of size bytes: the main ring for
