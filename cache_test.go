@@ -2114,6 +2114,43 @@ func TestCacheCASNeverRepeats(t *testing.T) {
 	assert.ErrorIs(t, err, ErrExists)
 }
 
+// TestCacheOverwriteInPlace writes one key over and over with values of
+// falling, equal and rising sizes: each read returns the latest value under
+// a new, rising CAS, the old CAS no longer matches, the values that fit the
+// item's record allocate nothing, and the live bytes still add up.
+func TestCacheOverwriteInPlace(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 1 << 20, MaxItemSize: MinMaxItemSize})
+	key := []byte("k")
+	s := c.shardFor(xxhash.Sum64(key))
+	var last uint64
+	for i, n := range []int{100, 100, 100, 90, 40, 40, 120, 120, 3} {
+		value := bytes.Repeat([]byte{byte('a' + i)}, n)
+		s.mu.Lock()
+		heads := s.small.head + s.main.head
+		s.mu.Unlock()
+		cas, err := c.Store(key, value, StoreOptions{Flags: uint32(i)})
+		require.NoError(t, err)
+		it := mustGet(t, c, "k")
+		assert.Equal(t, value, it.Value, "store %d", i)
+		assert.Equal(t, uint32(i), it.Flags)
+		assert.Equal(t, cas, it.CAS)
+		assert.Greater(t, cas, last, "store %d: CAS went down", i)
+		if last != 0 {
+			assert.ErrorIs(t, c.CompareAndSwap(key, []byte("x"), last, 0), ErrExists)
+		}
+		last = cas
+		s.mu.Lock()
+		grew := s.small.head + s.main.head - heads
+		live := s.liveIn(&s.small) + s.liveIn(&s.main)
+		s.mu.Unlock()
+		// The first two stores and the one that grows allocate.
+		if i > 1 && i != 6 {
+			assert.Zero(t, grew, "store %d of %d bytes allocated", i, n)
+		}
+		assert.Equal(t, live, c.Stats().Bytes, "store %d: live bytes", i)
+	}
+}
+
 // TestCacheNoEvictKeepsItemsWhenFull checks that a cache that cannot evict
 // refuses stores once full and never loses an item making room: not while
 // compacting past deleted items, not for items of awkward sizes.

@@ -244,8 +244,23 @@ func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res re
 		s.dropIf(key, h, r.dropOnFail)
 		return resultTooLarge, 0, len(r.value)
 	}
+	if found && !r.kind.concat() {
+		if cas, ok := s.overwrite(off, key, r.value, flags, exp, r.casIn, bits|s.bits(off)&freqMask, now); ok {
+			if s.onRemove != nil {
+				s.queueRemoval(key, RemoveReplaced)
+			}
+			s.st.totalItems++
+			return resultOK, c.casOut(cas), valLen
+		}
+	}
+	casIn := r.casIn
+	if found && casIn == 0 && !r.kind.concat() {
+		// A key written over once is likely to be again: with a CAS
+		// field, its next value of this size goes in place (overwrite).
+		casIn = s.nextCAS()
+	}
 	smallTail, mainTail := s.small.tail, s.main.tail
-	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, r.casIn, false, h, found && off >= s.main.base, now)
+	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, casIn, false, h, found && off >= s.main.base, now)
 	if !ok {
 		s.st.cmdSet--
 		if !r.uncountedRefusal {
@@ -340,6 +355,30 @@ func (s *shard) create(key []byte, h uint64, value []byte, exp uint32, cas uint6
 	s.link(key, h, 0, false, dst)
 	s.st.totalItems++
 	return dst, true
+}
+
+// overwrite stores value as the new value of the live item at off, under
+// key, in the item's own record when the new record is no larger: nothing
+// allocated, nothing left for the ring's tail to reclaim, the index
+// untouched. The item keeps its ring position, so its new CAS must be in a
+// field (a derived one would repeat the old). What the new record leaves
+// of the old span becomes a hole, unless too short for one.
+func (s *shard) overwrite(off uint64, key, value []byte, flags, exp uint32, cas uint64, bits byte, now uint32) (uint64, bool) {
+	old := s.size(off)
+	size := s.recordSize(len(key), len(value), flags, exp, 1, false)
+	if size > old || (size < old && old-size < holeMin) {
+		return 0, false
+	}
+	if cas == 0 {
+		cas = s.nextCAS()
+	}
+	s.guard(off, off+old)
+	copy(s.write(off, key, len(value), flags, exp, now, cas, bits, false), value)
+	if size < old {
+		s.hole(off+size, old-size)
+		s.dropLive(off, old-size)
+	}
+	return cas, true
 }
 
 // bump records a use that is not a read: the access time, and a frequency

@@ -515,9 +515,12 @@ func TestMetaOutOfMemory(t *testing.T) {
 		// No room to vivify into: a miss, or for ma an error.
 		mstep("mg new N30 v\r\n", "EN\r\n"),
 		mstep("ma new N0 J5 v\r\n", "SERVER_ERROR Out of memory allocating new item\r\n"),
+		// A value no larger than the old one takes its place, full or not.
+		mstep("ms a1800 790\r\n"+strings.Repeat("w", 790)+"\r\n", "HD\r\n"),
+		mstep("mg a1800 s\r\n", "HD s790\r\n"),
 		// A failed set leaves no stale value behind.
 		mstep("mg a0800 s\r\n", "HD s800\r\n"),
-		mstep("ms a0800 800\r\n"+strings.Repeat("w", 800)+"\r\n", "SERVER_ERROR out of memory storing object\r\n"),
+		mstep("ms a0800 900\r\n"+strings.Repeat("w", 900)+"\r\n", "SERVER_ERROR out of memory storing object\r\n"),
 		mstep("mg a0800\r\n", "EN\r\n"),
 	})
 }
