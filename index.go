@@ -297,8 +297,23 @@ func (s *shard) rehash(old []uint32, extra uint64) bool {
 }
 
 // rehashArena is rehash walking the rings' records from tail to head,
-// each inserted if old points at it (or it is extra).
+// each inserted if old points at it (or it is extra). A record the index
+// drops becomes a hole at once, so the walk first takes every record for
+// live, without looking it up in old (a cache miss a record), and counts
+// them: each item is one record, so as many records as items means none
+// was dead. Else it starts over, checking each record against old.
 func (s *shard) rehashArena(old []uint32, extra uint64) bool {
+	var n uint64
+	for off := range s.records() {
+		if !s.rehashOne(off, xxhash.Sum64(s.key(off))) {
+			return false
+		}
+		n++
+	}
+	if n == s.count.Load() {
+		return true
+	}
+	clear(s.slots)
 	for off := range s.records() {
 		h := xxhash.Sum64(s.key(off))
 		if off != extra && !s.inTable(old, h, off) {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -74,5 +75,38 @@ func TestIndexGrowthKeepsEveryItem(t *testing.T) {
 			assert.Equal(t, live, c.Len())
 			assert.Zero(t, c.Stats().Evictions)
 		})
+	}
+}
+
+// TestIndexGrowthSkipsUnindexedRecords plants a record the index does not
+// point at (none should exist: the index turns what it drops into a hole)
+// and grows the index past it: the growth, which first takes every record
+// for live, must notice the extra record and leave it out.
+func TestIndexGrowthSkipsUnindexedRecords(t *testing.T) {
+	c := newTestCache(t, Config{MaxBytes: 64 << 20})
+	ghost := []byte("planted")
+	h := xxhash.Sum64(ghost)
+	s := c.shardFor(h)
+	s.mu.Lock()
+	now := c.clock()
+	dst, _, cas, ok := s.place(len(ghost), 5, 0, 0, 0, false, h, false, now)
+	require.True(t, ok)
+	copy(s.write(dst, ghost, 5, 0, 0, now, cas, 0, false), "stale")
+	slots := s.nslots
+	s.mu.Unlock()
+	var keys [][]byte
+	for i := 0; s.nslots == slots; i++ {
+		require.Less(t, i, 1_000_000, "the index never grew")
+		k := fmt.Appendf(nil, "k%d", i)
+		require.NoError(t, c.Set(k, k, 0))
+		keys = append(keys, k)
+	}
+	_, err := c.Get(ghost)
+	assert.ErrorIs(t, err, ErrNotFound)
+	assert.Equal(t, len(keys), c.Len())
+	for _, k := range keys {
+		it, err := c.Get(k)
+		require.NoError(t, err)
+		assert.Equal(t, k, it.Value)
 	}
 }
