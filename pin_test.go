@@ -151,29 +151,35 @@ func TestPinnedWriteSurvivesChanges(t *testing.T) {
 		// overwrote the arena, so the pin must have been revoked.
 		change  func(t *testing.T, c *Cache, w *testClient)
 		wrapped bool
+		// rewritten stores the value twice before the get, so that its
+		// record has a CAS field and a store of that size goes in place.
+		rewritten bool
 	}{
-		{"nothing", func(*testing.T, *Cache, *testClient) {}, false},
+		{"nothing", func(*testing.T, *Cache, *testClient) {}, false, false},
 		{"overwrite", func(_ *testing.T, _ *Cache, w *testClient) {
 			for v := byte(1); v < 3; v++ {
 				setWire(w, "pinned", pinValue(v, pinnedValueLen))
 			}
-		}, false},
+		}, false, false},
+		{"overwrite in place", func(_ *testing.T, _ *Cache, w *testClient) {
+			setWire(w, "pinned", pinValue(1, pinnedValueLen))
+		}, true, true},
 		{"overwrite and evict", func(_ *testing.T, _ *Cache, w *testClient) {
 			setWire(w, "pinned", pinValue(1, pinnedValueLen))
 			churn(w)
-		}, true},
+		}, true, false},
 		{"delete and evict", func(_ *testing.T, _ *Cache, w *testClient) {
 			w.roundTrip("delete pinned\r\n", "DELETED\r\n")
 			churn(w)
-		}, true},
-		{"evict", func(_ *testing.T, _ *Cache, w *testClient) { churn(w) }, true},
+		}, true, false},
+		{"evict", func(_ *testing.T, _ *Cache, w *testClient) { churn(w) }, true, false},
 		{"flush_all and refill", func(_ *testing.T, _ *Cache, w *testClient) {
 			w.roundTrip("flush_all\r\n", "OK\r\n")
 			churn(w)
-		}, true},
+		}, true, false},
 		{"resize", func(t *testing.T, c *Cache, _ *testClient) {
 			require.NoError(t, c.SetMaxBytes(16<<20))
-		}, true},
+		}, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,6 +187,9 @@ func TestPinnedWriteSurvivesChanges(t *testing.T) {
 			w := dial(t, s)
 			old := pinValue(0, pinnedValueLen)
 			setWire(w, "pinned", old)
+			if tc.rewritten {
+				setWire(w, "pinned", old)
+			}
 			setWire(w, "small", []byte("tiny"))
 
 			r := dialSlow(t, s)
