@@ -1643,6 +1643,69 @@ func TestCacheCrawlerReclaimsExpired(t *testing.T) {
 	}
 }
 
+// TestCacheCrawlerBacksOff checks the crawler's pace over a shard: after a
+// pass that met no item with an expiry, a pass takes idleCrawlPass steps;
+// a store with an expiry, a touch that sets one or a pass that meets one
+// brings back the full pace.
+func TestCacheCrawlerBacksOff(t *testing.T) {
+	c, clk := newClockedCache(t, Config{MaxBytes: 8 << 20, MaxItemSize: MinMaxItemSize})
+	// The test takes the background crawler's steps itself.
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.crawlDone
+	s := c.shardFor(xxhash.Sum64([]byte("ttl")))
+	step := func() uint64 {
+		t.Helper()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		before := s.cursor
+		s.crawlStep(c.clock())
+		return (s.cursor + s.nslots - before) % s.nslots
+	}
+	pace := func(period uint64) uint64 { return (s.nslots + period - 1) / period }
+	// pass steps until the cursor has wrapped once and is back where it
+	// was: one end of a pass, where the pace changes.
+	pass := func() {
+		t.Helper()
+		end, wrapped := s.cursor, false
+		for i := 0; !wrapped || s.cursor < end; i++ {
+			require.Less(t, i, idleCrawlPass+1, "the cursor never came round")
+			prev := s.cursor
+			step()
+			wrapped = wrapped || s.cursor < prev
+		}
+	}
+	var inShard string // a key of s's
+	for i := range 20_000 {
+		k := fmt.Sprintf("k%d", i)
+		mustSet(t, c, k, "v", 0, 0)
+		if c.shardFor(xxhash.Sum64([]byte(k))) == s {
+			inShard = k
+		}
+	}
+	require.NotEmpty(t, inShard)
+	assert.Equal(t, pace(crawlPass), step(), "full pace")
+	pass()
+	assert.Equal(t, pace(idleCrawlPass), step(), "the pace after a pass without an expiry")
+
+	mustSet(t, c, "ttl", "v", 0, 5)
+	assert.Equal(t, pace(crawlPass), step(), "a store with an expiry restores the pace")
+	require.NoError(t, c.Delete([]byte("ttl")))
+	pass()
+	require.True(t, s.idleCrawl)
+	require.NoError(t, c.Touch([]byte(inShard), time.Minute))
+	assert.False(t, s.idleCrawl, "a touch restores the pace")
+
+	s.idleCrawl = true
+	pass()
+	pass()
+	assert.False(t, s.idleCrawl, "a pass that met an expiry restores the pace")
+
+	clk.Advance(2 * time.Minute)
+	pass()
+	pass()
+	assert.Equal(t, uint64(1), c.Stats().CrawlerReclaimed)
+}
+
 // TestCacheBackgroundCrawler checks that the crawler goroutine started by New
 // reclaims expired items on its own.
 func TestCacheBackgroundCrawler(t *testing.T) {

@@ -640,9 +640,8 @@ func (c *Cache) crawler() {
 		for _, s := range c.shards {
 			s.mu.Lock()
 			if !s.closed() {
-				n := (len(s.slots) + crawlPass - 1) / crawlPass
-				s.crawl(n, now)
-				s.sweepDead(max(n, sweepMinRecords))
+				s.crawlStep(now)
+				s.sweepDead(max((len(s.slots)+crawlPass-1)/crawlPass, sweepMinRecords))
 			}
 			s.unlock()
 		}

@@ -218,6 +218,15 @@ func (s *shard) wideRecord(off uint64) bool {
 func (s *shard) setExpiry(off uint64, exp uint32) {
 	if at := s.expiryAt(off); at != 0 {
 		le.PutUint32(s.buf[at:], exp)
+		s.expiring(exp)
+	}
+}
+
+// expiring notes that an item now expires at exp: if at all, the crawler
+// goes back to its full pace over the shard.
+func (s *shard) expiring(exp uint32) {
+	if exp != 0 {
+		s.idleCrawl = false
 	}
 }
 
@@ -372,6 +381,7 @@ func (s *shard) write(off uint64, key []byte, valLen int, flags, exp, now uint32
 		}
 	}
 	bits = bits&^layoutBits | layout
+	s.expiring(exp)
 	s.writePrefix(off, uint64(len(key)), bits, now, withCAS)
 	copy(s.buf[off+offKey:], key)
 	at := s.writeFields(off+offKey+uint64(len(key)), uint64(valLen), bits, flags, exp, cas, withCAS)

@@ -77,8 +77,12 @@ type shard struct {
 	// move credit stores earn and moves spend (moveBudget).
 	allocating bool
 	credit     int
-	st         counters
-	cursor     uint64 // crawler position in slots
+	// idleCrawl slows the crawler over this shard after a pass that met
+	// no item with an expiry (passSawExpiry); a store with an expiry
+	// clears it.
+	idleCrawl, passSawExpiry bool
+	st                       counters
+	cursor                   uint64 // crawler position in slots
 	// pins are the arena bytes replies are sending (pin.go): whatever
 	// writes over them revokes them first (guard).
 	pins []*arenaPin
@@ -213,13 +217,18 @@ func (s *shard) crawl(n int, now uint32) {
 	for ; n > 0; n-- {
 		if s.cursor++; s.cursor >= s.nslots {
 			s.cursor = 0
+			s.passEnded()
 		}
 		e := s.slots[s.cursor]
 		if e == 0 {
 			continue
 		}
 		off := s.slotOff(e)
-		if !expired(s.expiry(off), now) {
+		exp := s.expiry(off)
+		if exp != 0 {
+			s.passSawExpiry = true
+		}
+		if !expired(exp, now) {
 			if s.idle(off, now) > maxIdle {
 				s.noteAccess(off, now-maxIdle)
 			}
@@ -238,6 +247,22 @@ func (s *shard) crawl(n int, now uint32) {
 		}
 		s.cursor--
 	}
+}
+
+// crawlStep is the crawler's visit of one tick: a crawlPass-th of the index,
+// or an idleCrawlPass-th after a pass that met no item with an expiry.
+func (s *shard) crawlStep(now uint32) {
+	period := crawlPass
+	if s.idleCrawl {
+		period = idleCrawlPass
+	}
+	s.crawl((len(s.slots)+period-1)/period, now)
+}
+
+// passEnded sets the crawler's pace for its next pass over the index.
+func (s *shard) passEnded() {
+	s.idleCrawl = !s.passSawExpiry
+	s.passSawExpiry = false
 }
 
 // rebuild moves every live item into a fresh arena of the given capacity,
