@@ -46,7 +46,7 @@ const MetaSuffix = ".meta"
 // of the file's layout or of the record, index or ring formats.
 const (
 	stateMagic   = "emcache state\n\x00\x00"
-	stateVersion = 2
+	stateVersion = 3
 )
 
 // stateHeader and shardState are the metadata, each field a little-endian

@@ -178,10 +178,10 @@ func (s *shard) closed() bool { return s.buf == nil }
 func (s *shard) setArena(buf []byte) {
 	s.buf = buf
 	s.unit = 0
-	for bits.Len64(uint64(len(buf))>>s.unit) > maxOffBits {
+	for bits.Len64(s.maxSlotOff(uint64(len(buf)))) > maxOffBits {
 		s.unit++
 	}
-	s.offBits = uint(bits.Len64(uint64(len(buf)) >> s.unit))
+	s.offBits = uint(bits.Len64(s.maxSlotOff(uint64(len(buf)))))
 	unit := uint64(1) << s.unit
 	smallSize := uint64(len(buf)) * smallRingPercent / 100 &^ (unit - 1)
 	active := uint64(initialActive)
@@ -192,6 +192,16 @@ func (s *shard) setArena(buf []byte) {
 	}
 	s.small = newRing(0, smallSize, s.small.head, 0, active)
 	s.main = newRing(smallSize, (uint64(len(buf))-smallSize)&^(unit-1), s.main.head, 0, active)
+}
+
+// maxSlotOff is the largest offset field (index.go) a slot can hold in an
+// arena of n bytes, at the shard's unit: the last record starts no later
+// than the smallest record's span before the end. Counting from there, not
+// from n, spares a bit of an arena of a power of two bytes, which goes to
+// the slot's tag and halves the key comparisons that fail.
+func (s *shard) maxSlotOff(n uint64) uint64 {
+	last := n - min(n, s.span(offKey+2)) // a 1-byte key, an empty value
+	return last>>s.unit + 1
 }
 
 // span rounds a record size up to the arena unit.
