@@ -149,14 +149,14 @@ const relativeExptimeMax = 60 * 60 * 24 * 30
 // server's CPU at 100k items over 256 shards.) Pending prefix deletions are
 // swept at least sweepMinRecords records a shard a step, as a shard's log
 // may hold many more records, dead ones among them, than its index slots.
-// After a pass that met no item with an expiry, the shard's next passes
-// take idleCrawlPass seconds (memcached's crawler waits up to an hour when
-// it finds nothing to reclaim): a cache of items without an expiry would
-// otherwise read each record every crawlPass seconds for nothing, a cache
-// miss a record (30% of a core at 10M items, and each shard's lock held a
-// millisecond every second). They only keep idle times from wrapping
-// (maxIdle). A store with an expiry, or a pass that meets one, brings back
-// the full pace.
+// While a shard is new or flushed, and after a pass that met no item with
+// an expiry, its passes take idleCrawlPass seconds (memcached's crawler
+// waits up to an hour when it finds nothing to reclaim): a cache of items
+// without an expiry would otherwise read each record every crawlPass
+// seconds for nothing, a cache miss a record (30% of a core at 10M items,
+// and each shard's lock held a millisecond every second). They only keep
+// idle times from wrapping (maxIdle). A store with an expiry, or a pass
+// that meets one, brings back the full pace.
 const (
 	tickInterval    = 250 * time.Millisecond
 	crawlTicks      = 4

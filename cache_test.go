@@ -1643,8 +1643,9 @@ func TestCacheCrawlerReclaimsExpired(t *testing.T) {
 	}
 }
 
-// TestCacheCrawlerBacksOff checks the crawler's pace over a shard: after a
-// pass that met no item with an expiry, a pass takes idleCrawlPass steps;
+// TestCacheCrawlerBacksOff checks the crawler's pace over a shard: while no
+// item has had an expiry and after a pass that met none, a pass takes
+// idleCrawlPass steps;
 // a store with an expiry, a touch that sets one or a pass that meets one
 // brings back the full pace.
 func TestCacheCrawlerBacksOff(t *testing.T) {
@@ -1683,6 +1684,8 @@ func TestCacheCrawlerBacksOff(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, inShard)
+	assert.Equal(t, pace(idleCrawlPass), step(), "no item has had an expiry")
+	s.idleCrawl = false
 	assert.Equal(t, pace(crawlPass), step(), "full pace")
 	pass()
 	assert.Equal(t, pace(idleCrawlPass), step(), "the pace after a pass without an expiry")
@@ -1704,6 +1707,11 @@ func TestCacheCrawlerBacksOff(t *testing.T) {
 	pass()
 	pass()
 	assert.Equal(t, uint64(1), c.Stats().CrawlerReclaimed)
+
+	s.mu.Lock()
+	s.clear() // flush_all (FlushAll refuses: the stopped crawler reads as closed)
+	s.mu.Unlock()
+	assert.True(t, s.idleCrawl, "flush_all leaves no item with an expiry")
 }
 
 // TestCacheBackgroundCrawler checks that the crawler goroutine started by New

@@ -77,9 +77,9 @@ type shard struct {
 	// move credit stores earn and moves spend (moveBudget).
 	allocating bool
 	credit     int
-	// idleCrawl slows the crawler over this shard after a pass that met
-	// no item with an expiry (passSawExpiry); a store with an expiry
-	// clears it.
+	// idleCrawl slows the crawler over this shard while empty and after
+	// a pass that met no item with an expiry (passSawExpiry); a store with
+	// an expiry clears it.
 	idleCrawl, passSawExpiry bool
 	st                       counters
 	cursor                   uint64 // crawler position in slots
@@ -107,7 +107,9 @@ func newShard(id uint64, casShift uint, capacity uint64, noEvict bool, nslots in
 	mem := new(shardMem)
 	mem.arena(int(capacity))
 	mem.index(nslots)
-	return shardOver(id, casShift, noEvict, mem, nslots)
+	s := shardOver(id, casShift, noEvict, mem, nslots)
+	s.idleCrawl = true // empty: no item has an expiry
+	return s
 }
 
 // shardOver makes a shard of mem: its arena, and its index of nslots slots
@@ -217,6 +219,7 @@ func (s *shard) clear() {
 	s.count.Store(0)
 	s.bytes, s.smallBytes = 0, 0
 	s.dead, s.sweep = nil, deadSweep{}
+	s.idleCrawl, s.passSawExpiry = true, false
 	s.small = newRing(s.small.base, s.small.size, s.small.head, s.small.touched, s.small.active)
 	s.main = newRing(s.main.base, s.main.size, s.main.head, s.main.touched, s.main.active)
 }
