@@ -1693,6 +1693,7 @@ func TestCacheCrawlerBacksOff(t *testing.T) {
 	mustSet(t, c, "ttl", "v", 0, 5)
 	assert.Equal(t, pace(crawlPass), step(), "a store with an expiry restores the pace")
 	require.NoError(t, c.Delete([]byte("ttl")))
+	pass() // the store counts for the pass it came in
 	pass()
 	require.True(t, s.idleCrawl)
 	require.NoError(t, c.Touch([]byte(inShard), time.Minute))
@@ -1702,6 +1703,15 @@ func TestCacheCrawlerBacksOff(t *testing.T) {
 	pass()
 	pass()
 	assert.False(t, s.idleCrawl, "a pass that met an expiry restores the pace")
+
+	// A store with an expiry behind the crawler's cursor still counts for
+	// the pass under way.
+	s.mu.Lock()
+	s.idleCrawl, s.passSawExpiry = true, false
+	s.expiring(5) // as write and setExpiry call it
+	s.passEnded()
+	s.mu.Unlock()
+	assert.False(t, s.idleCrawl, "a store with an expiry during the pass")
 
 	clk.Advance(2 * time.Minute)
 	pass()

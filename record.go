@@ -223,10 +223,11 @@ func (s *shard) setExpiry(off uint64, exp uint32) {
 }
 
 // expiring notes that an item now expires at exp: if at all, the crawler
-// goes back to its full pace over the shard.
+// goes back to its full pace over the shard, and keeps it after the pass
+// under way, which may have passed the item's slot.
 func (s *shard) expiring(exp uint32) {
 	if exp != 0 {
-		s.idleCrawl = false
+		s.idleCrawl, s.passSawExpiry = false, true
 	}
 }
 
