@@ -244,20 +244,20 @@ func (c *Cache) storeLocked(s *shard, h uint64, now uint32, r *storeReq) (res re
 		s.dropIf(key, h, r.dropOnFail)
 		return resultTooLarge, 0, len(r.value)
 	}
+	casIn := r.casIn
 	if found && !r.kind.concat() {
-		if cas, ok := s.overwrite(off, key, r.value, flags, exp, r.casIn, bits|s.bits(off)&freqMask, now); ok {
+		if cas, ok := s.overwrite(off, key, r.value, flags, exp, casIn, bits|s.bits(off)&freqMask, now); ok {
 			if s.onRemove != nil {
 				s.queueRemoval(key, RemoveReplaced)
 			}
 			s.st.totalItems++
 			return resultOK, c.casOut(cas), valLen
 		}
-	}
-	casIn := r.casIn
-	if found && casIn == 0 && !r.kind.concat() {
-		// A key written over once is likely to be again: with a CAS
-		// field, its next value of this size goes in place (overwrite).
-		casIn = s.nextCAS()
+		if casIn == 0 {
+			// A key written over once is likely to be again: with a CAS
+			// field, its next value of this size goes in place.
+			casIn = s.nextCAS()
+		}
 	}
 	smallTail, mainTail := s.small.tail, s.main.tail
 	dst, size, cas, ok := s.place(len(key), valLen, flags, exp, casIn, false, h, found && off >= s.main.base, now)
@@ -365,7 +365,7 @@ func (s *shard) create(key []byte, h uint64, value []byte, exp uint32, cas uint6
 // of the old span becomes a hole, unless too short for one.
 func (s *shard) overwrite(off uint64, key, value []byte, flags, exp uint32, cas uint64, bits byte, now uint32) (uint64, bool) {
 	old := s.size(off)
-	size := s.recordSize(len(key), len(value), flags, exp, 1, false)
+	size := s.recordSize(len(key), len(value), flags, exp, 1, false) // 1: any CAS, in a field
 	if size > old || (size < old && old-size < holeMin) {
 		return 0, false
 	}
