@@ -202,11 +202,10 @@ func (s *shard) alloc(r *ring, n uint64, now uint32) (uint64, bool) {
 
 // compactGapDen: while the main ring holds dead records beyond its reserve,
 // stores compact it ahead of need until 1/compactGapDen of its active span
-// is free. A
-// region the log compacted on its last pass is all live (a cold fill, say,
-// behind hot overwrites), and moving it past the tail frees nothing: the
-// gap is the room the stores take while a pass crosses it, a few moves a
-// store, instead of evicting when one store's credit runs out.
+// is free. A region the log compacted on its last pass is all live (a cold
+// fill, say, behind hot overwrites), and moving it past the tail frees
+// nothing: the gap is the room the stores take while a pass crosses it, a
+// few moves a store, instead of evicting when one store's credit runs out.
 const compactGapDen = 16
 
 // compactAhead spends the half of the move credit a store's own allocation

@@ -263,7 +263,7 @@ func (s *shard) crawl(n int, now uint32) {
 }
 
 // crawlStep is the crawler's visit of one tick: a crawlPass-th of the index,
-// or an idleCrawlPass-th after a pass that met no item with an expiry.
+// or an idleCrawlPass-th while idleCrawl.
 func (s *shard) crawlStep(now uint32) {
 	period := crawlPass
 	if s.idleCrawl {
